@@ -1,0 +1,1 @@
+"""avgen: joint audio-video generation."""
