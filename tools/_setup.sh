@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Shared set-up for tools/test.sh and tools/demo.sh: system packages (when root), .venv, the package itself.
+# Idempotent: a second run does nothing but check a stamp.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+EXTRAS="${AVGEN_EXTRAS:-dev}"
+
+install_system_packages() {
+  # Debian packages the tests read real media from, and ffprobe to check our mp4s from the outside.
+  # Optional: tests that need them skip with a reason when they are missing.
+  local want=(ffmpeg python3-imageio espeak-ng pocketsphinx-testdata sound-theme-freedesktop)
+  local missing=()
+  for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    echo "[setup] not root or no apt-get: skipping system packages (${missing[*]}); some tests will skip" >&2
+    return 0
+  fi
+  echo "[setup] apt-get install ${missing[*]}"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}") \
+    >/tmp/avgen_apt.log 2>&1 || echo "[setup] apt-get failed (see /tmp/avgen_apt.log); continuing" >&2
+}
+
+setup_venv() {
+  if [ ! -x .venv/bin/python ]; then
+    echo "[setup] creating .venv"
+    python3 -m venv .venv
+  fi
+  local stamp=".venv/.avgen-installed-${EXTRAS//,/-}"
+  local want
+  want="$(sha256sum pyproject.toml | cut -c1-16)"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "[setup] installing avgen[${EXTRAS}] into .venv (first time: a few minutes, torch is large)"
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e ".[${EXTRAS}]"
+    echo "$want" >"$stamp"
+  fi
+}
+
+install_system_packages
+setup_venv

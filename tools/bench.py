@@ -1,0 +1,94 @@
+#!/usr/bin/env python
+"""avgen benchmarks: every speed figure the project reports, measured in one run so ratios hold.
+
+Speed is measured here, never in timed tests. Each section lives in tools/benchmarks/<name>.py and exposes
+`run(quick: bool) -> list[dict]` returning rows {"section", "metric", "value", "unit", "note"}.
+
+    python tools/bench.py                      # all sections, markdown table to stdout and --out
+    python tools/bench.py --sections media dit --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+SECTIONS = ["avworld", "media", "autoencoders", "dit", "generation", "peer"]
+
+
+def load_section(name: str):
+    path = HERE / "benchmarks" / f"{name}.py"
+    if not path.exists():
+        return None
+    spec = importlib.util.spec_from_file_location(f"avgen_bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def fmt(value: float) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def machine_line() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sections", nargs="*", default=SECTIONS, help=f"subset of {SECTIONS}")
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run, not for reporting)")
+    ap.add_argument("--out", default="bench_results.md", help="markdown table written here")
+    ap.add_argument("--json", default=None, help="also write rows as JSON here")
+    args = ap.parse_args(argv)
+
+    rows: list[dict] = []
+    for name in args.sections:
+        module = load_section(name)
+        if module is None:
+            print(f"[bench] section {name!r}: tools/benchmarks/{name}.py missing", file=sys.stderr)
+            continue
+        t0 = time.perf_counter()
+        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+        rows.extend(module.run(quick=args.quick))
+        print(f"[bench] {name} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d')} on {machine_line()}" + (" (quick run)" if args.quick else ""),
+        "",
+        "| section | metric | value | unit | note |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['section']} | {r['metric']} | {fmt(r['value'])} | {r.get('unit', '')} | {r.get('note', '')} |"
+        for r in rows
+    ]
+    table = "\n".join(lines)
+    print(table)
+    Path(args.out).write_text(table + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
