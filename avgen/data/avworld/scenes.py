@@ -1,0 +1,256 @@
+"""The three scene families. Each takes a numpy Generator and a `Frame` and returns a `Scene`.
+
+Times are seconds from the clip start. Frame k shows the world at time k / fps. A sound caused by an event at time t
+starts at sample round(t * sr).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from avgen.data.avworld import render, sounds
+from avgen.data.avworld.vocab import (
+    BACKGROUNDS,
+    COLOURS,
+    LAMP_SHAPES,
+    PITCHES,
+    SHAPE_SOUNDS,
+    SHAPES,
+    SIZES,
+    VOICES,
+    WORDS,
+)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Clip format: frames (t, h, w), audio (channels, n)."""
+
+    t: int
+    h: int
+    w: int
+    fps: float
+    sr: int
+    n: int
+    channels: int
+
+    @property
+    def duration(self) -> float:
+        return self.n / self.sr
+
+    @property
+    def scale(self) -> float:
+        return float(min(self.h, self.w))
+
+
+@dataclass
+class Scene:
+    video: np.ndarray  # (T, H, W, 3) float32 in [0, 1]
+    audio: np.ndarray  # (C, N) float32, not yet normalised
+    attributes: dict
+    events: list[float]
+    mouth: list[float] | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def mix_in(track: np.ndarray, sound: np.ndarray, start: int, pan: float) -> None:
+    """Add a mono sound to a (C, N) track from sample `start`; stereo uses an equal-power pan in [-1, 1]."""
+    if track.shape[0] == 1:
+        sounds.place(track[0], sound, start)
+        return
+    angle = (pan + 1.0) * np.pi / 4
+    sounds.place(track[0], np.cos(angle) * sound, start)
+    sounds.place(track[1], np.sin(angle) * sound, start)
+
+
+def pick_background(rng: np.random.Generator, avoid: tuple[float, float, float] | None = None):
+    names = list(BACKGROUNDS)
+    name = names[rng.integers(len(names))]
+    return name, BACKGROUNDS[name], float(rng.uniform(0.0, 0.5))
+
+
+# ------------------------------------------------------------------------------------------
+# bounce
+# ------------------------------------------------------------------------------------------
+def simulate_bounces(rng: np.random.Generator, f: Frame, radius: float) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Straight flight between wall contacts; each contact perturbs speed and angle, so bounces are aperiodic.
+
+    Returns centres at frame times (T, 2) and contacts [(time, normal speed in frame sizes per second)].
+    """
+    lo = np.array([radius, radius])
+    hi = np.array([f.w - radius, f.h - radius])
+    pos = lo + rng.uniform(0.1, 0.9, 2) * (hi - lo)
+    speed = rng.uniform(0.7, 1.5) * f.scale
+    angle = rng.uniform(0, 2 * np.pi)
+    vel = speed * np.array([np.cos(angle), np.sin(angle)])
+    t, segments, contacts = 0.0, [], []
+    while True:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            target = np.where(vel > 0, hi, lo)
+            dt_axes = np.where(np.abs(vel) > 1e-9, (target - pos) / vel, np.inf)
+        dt = float(max(dt_axes.min(), 0.0))
+        segments.append((t, pos.copy(), vel.copy()))
+        if t + dt >= f.duration:
+            break
+        t += dt
+        pos = np.clip(pos + vel * dt, lo, hi)
+        hit = dt_axes <= dt + 1e-9
+        contacts.append((t, float(np.abs(vel[hit]).max() / f.scale)))
+        vel[hit] = -vel[hit]
+        # perturb: new speed and a small turn, keeping the direction away from the wall just hit
+        rot = rng.uniform(-0.35, 0.35)
+        c, s = np.cos(rot), np.sin(rot)
+        new = rng.uniform(0.8, 1.25) * np.array([c * vel[0] - s * vel[1], s * vel[0] + c * vel[1]])
+        for ax in np.flatnonzero(hit):
+            away = 1.0 if pos[ax] <= lo[ax] + 1e-6 else -1.0
+            new[ax] = away * max(abs(new[ax]), 0.25 * f.scale)
+        vel = new
+    times = np.arange(f.t) / f.fps
+    starts = np.array([s[0] for s in segments])
+    idx = np.searchsorted(starts, times, side="right") - 1
+    p0 = np.stack([segments[i][1] for i in idx])
+    v0 = np.stack([segments[i][2] for i in idx])
+    centres = p0 + v0 * (times - starts[idx])[:, None]
+    return centres, contacts
+
+
+def bounce(rng: np.random.Generator, f: Frame) -> Scene:
+    bg_name, bg, grad = pick_background(rng)
+    video = render.background(f.t, f.h, f.w, bg, grad)
+    audio = np.zeros((f.channels, f.n), np.float32)
+    count = 1 if rng.uniform() < 0.7 else 2
+    colour_names = list(COLOURS)
+    chosen = rng.choice(len(colour_names), size=count, replace=False)
+    objects, events = [], []
+    for k in range(count):
+        shape = SHAPES[rng.integers(len(SHAPES))]
+        size = SIZES[rng.integers(len(SIZES))]
+        colour = colour_names[chosen[k]]
+        radius = (0.09 if size == "small" else 0.15) * f.scale
+        centres, contacts = simulate_bounces(rng, f, radius)
+        render.paint(video, render.shape_mask(shape, centres, radius, f.h, f.w), COLOURS[colour])
+        for tc, vn in contacts:
+            x = centres[min(f.t - 1, round(tc * f.fps)), 0]
+            snd = sounds.impact(shape, 1.0 if size == "small" else 1.6, min(1.0, 0.4 + 0.5 * vn), f.sr, rng)
+            mix_in(audio, snd, round(tc * f.sr), pan=float(2 * x / f.w - 1))
+            events.append(tc)
+        objects.append({"shape": shape, "colour": colour, "size": size, "contacts": [c[0] for c in contacts]})
+    attrs = {
+        "objects": objects,
+        "shape": objects[0]["shape"],
+        "colour": objects[0]["colour"],
+        "size": objects[0]["size"],
+        "sound": SHAPE_SOUNDS[objects[0]["shape"]],
+        "background": bg_name,
+    }
+    return Scene(video, audio, attrs, sorted(events))
+
+
+# ------------------------------------------------------------------------------------------
+# talk
+# ------------------------------------------------------------------------------------------
+SKIN = ((0.96, 0.80, 0.65), (0.85, 0.64, 0.46), (0.62, 0.43, 0.30), (0.42, 0.28, 0.20))
+
+
+def speech(rng: np.random.Generator, f: Frame, pitch: float):
+    """Words with irregular syllable timing. Returns (mono signal, mouth envelope (N,), words, syllable onsets)."""
+    sig = np.zeros(f.n, np.float32)
+    mouth_env = np.zeros(f.n, np.float32)
+    words, onsets = [], []
+    t, attempts = rng.uniform(0.05, 0.35), 0
+    names = list(WORDS)
+    while True:
+        word = names[rng.integers(len(names))]
+        syllables = WORDS[word]
+        plan, tt = [], t
+        for cons, vow in syllables:
+            cdur = sounds.CONSONANTS[cons][1] if cons else 0.0
+            vdur = rng.uniform(0.11, 0.24) if vow else 0.0
+            plan.append((tt, cons, vow, vdur))
+            tt += cdur + vdur + rng.uniform(0.02, 0.11)
+        if tt > f.duration - 0.05 and words:
+            break
+        if tt > f.duration - 0.05 and attempts < 20:  # the first word must fit: start earlier, try another word
+            t, attempts = max(0.05, t - 0.1), attempts + 1
+            continue
+        for start, cons, vow, vdur in plan:
+            s0 = round(start * f.sr)
+            onsets.append(start)
+            if cons:
+                c_sig, c_env, c_open = sounds.consonant(cons, f.sr, rng, pitch)
+                sounds.place(sig, c_sig, s0)
+                sounds.place(mouth_env, c_env * c_open, s0)
+                s0 += len(c_sig)
+            if vow:
+                v_sig, v_env = sounds.vowel(vdur, vow, pitch, f.sr, rng)
+                sounds.place(sig, v_sig, s0)
+                sounds.place(mouth_env, v_env * sounds.VOWEL_OPEN[vow], s0)
+        words.append(word)
+        t = tt + rng.uniform(0.1, 0.3)
+    return sig, mouth_env, words, onsets
+
+
+def talk(rng: np.random.Generator, f: Frame) -> Scene:
+    bg_name, bg, grad = pick_background(rng)
+    video = render.background(f.t, f.h, f.w, bg, grad)
+    voice = list(VOICES)[rng.integers(len(VOICES))]
+    pitch = float(rng.uniform(*VOICES[voice]))
+    sig, mouth_env, words, onsets = speech(rng, f, pitch)
+    # mouth openness at frame k: the mean mouth envelope over that frame's time span
+    edges = np.clip(np.round((np.arange(f.t + 1) - 0.5) / f.fps * f.sr).astype(int), 0, f.n)
+    csum = np.concatenate([[0.0], np.cumsum(mouth_env, dtype=np.float64)])
+    mouth = ((csum[edges[1:]] - csum[edges[:-1]]) / np.maximum(edges[1:] - edges[:-1], 1)).astype(np.float32)
+    mouth = np.clip(mouth / 0.8, 0.0, 1.0)
+    s, cx, cy = f.scale, f.w / 2, f.h / 2
+    skin = SKIN[rng.integers(len(SKIN))]
+    still = np.tile(np.array([[cx, cy]], np.float32), (f.t, 1))
+    render.paint(video, render.shape_mask("circle", still, 0.36 * s, f.h, f.w), skin)
+    for ex in (-0.13, 0.13):
+        eye = np.tile(np.array([[cx + ex * s, cy - 0.09 * s]], np.float32), (f.t, 1))
+        render.paint(video, render.shape_mask("circle", eye, 0.045 * s, f.h, f.w), (0.1, 0.1, 0.12))
+    mouth_mask = render.ellipse_mask(cx, cy + 0.17 * s, np.full(f.t, 0.13 * s), (0.015 + 0.11 * mouth) * s, f.h, f.w)
+    render.paint(video, mouth_mask, (0.35, 0.05, 0.08))
+    audio = np.zeros((f.channels, f.n), np.float32)
+    mix_in(audio, sig, 0, pan=0.0)
+    attrs = {"voice": voice, "pitch": pitch, "words": words, "skin": SKIN.index(skin), "background": bg_name}
+    return Scene(video, audio, attrs, onsets, mouth=mouth.tolist())
+
+
+# ------------------------------------------------------------------------------------------
+# blink
+# ------------------------------------------------------------------------------------------
+def blink(rng: np.random.Generator, f: Frame) -> Scene:
+    bg_name, bg, grad = pick_background(rng)
+    video = render.background(f.t, f.h, f.w, bg, grad)
+    colour_names = list(COLOURS)
+    colour = colour_names[rng.integers(len(colour_names))]
+    shape = LAMP_SHAPES[rng.integers(len(LAMP_SHAPES))]
+    pitch_name = list(PITCHES)[rng.integers(len(PITCHES))]
+    radius = 0.14 * f.scale
+    cx = rng.uniform(0.25, 0.75) * f.w
+    cy = rng.uniform(0.3, 0.7) * f.h
+    intervals, t = [], rng.uniform(0.1, 0.45)
+    while t < f.duration - 0.1:
+        dur = rng.uniform(0.12, 0.32)
+        intervals.append((t, min(t + dur, f.duration)))
+        t += dur + rng.uniform(0.15, 0.55)
+    times = np.arange(f.t) / f.fps
+    lit = np.zeros(f.t, np.float32)
+    for a, b in intervals:
+        lit[(times >= a) & (times < b)] = 1.0
+    col = np.asarray(COLOURS[colour], np.float32)
+    per_frame = (0.25 + 0.75 * lit)[:, None] * col[None, :]
+    centre = np.tile(np.array([[cx, cy]], np.float32), (f.t, 1))
+    halo = render.shape_mask("circle", centre, 1.7 * radius, f.h, f.w) * (0.35 * lit)[:, None, None]
+    render.paint(video, halo, col)
+    render.paint(video, render.shape_mask(shape, centre, radius, f.h, f.w), per_frame)
+    audio = np.zeros((f.channels, f.n), np.float32)
+    for a, b in intervals:
+        mix_in(audio, sounds.beep(b - a, PITCHES[pitch_name], f.sr), round(a * f.sr), pan=float(2 * cx / f.w - 1))
+    attrs = {"colour": colour, "shape": shape, "pitch": pitch_name, "background": bg_name, "intervals": intervals}
+    return Scene(video, audio, attrs, [a for a, _ in intervals])
+
+
+FAMILY_FNS = {"bounce": bounce, "talk": talk, "blink": blink}

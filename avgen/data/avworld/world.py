@@ -1,0 +1,81 @@
+"""`AVWorld`: a deterministic dataset of procedural audio-visual clips."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from avgen.data.avworld.captions import CAPTIONS
+from avgen.data.avworld.render import to_uint8
+from avgen.data.avworld.scenes import FAMILY_FNS, Frame
+from avgen.data.avworld.vocab import FAMILIES
+from avgen.media import AVClip
+
+
+class AVWorld(Dataset):
+    """Clips where the sound is caused by what is seen; `world[i]` is a pure function of (seed, i).
+
+    Each clip has `meta` = {family, attributes, events (s), mouth (per frame, talk only), seed, index}.
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        duration: float = 2.0,
+        fps: float = 16,
+        size: int | Sequence[int] = 64,
+        sample_rate: int = 16000,
+        families: Sequence[str] | None = None,
+        channels: int = 1,
+        length: int = 1_000_000,
+    ) -> None:
+        h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        families = tuple(families) if families else FAMILIES
+        unknown = [f for f in families if f not in FAMILY_FNS]
+        if unknown:
+            raise ValueError(f"unknown avworld families {unknown}; choose from {list(FAMILIES)}")
+        if channels not in (1, 2):
+            raise ValueError(f"avworld channels must be 1 or 2, got {channels}")
+        if duration <= 0 or fps <= 0 or sample_rate <= 0 or h < 8 or w < 8:
+            raise ValueError(f"bad avworld format: duration={duration} fps={fps} size={h}x{w} sr={sample_rate}")
+        self.seed, self.families, self.length = int(seed), families, int(length)
+        self.frame = Frame(
+            t=round(duration * fps), h=h, w=w, fps=float(fps), sr=int(sample_rate),
+            n=round(duration * sample_rate), channels=channels,
+        )  # fmt: skip
+        self.fps, self.sample_rate, self.duration = fps, int(sample_rate), float(duration)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, int(index), 0x5EED])
+
+    def family_of(self, index: int) -> str:
+        return self.families[int(self.rng(index).integers(len(self.families)))]
+
+    def __getitem__(self, index: int) -> AVClip:
+        if not 0 <= index < self.length:
+            raise IndexError(f"avworld index {index} out of range [0, {self.length})")
+        rng = self.rng(index)
+        family = self.families[int(rng.integers(len(self.families)))]
+        scene = FAMILY_FNS[family](rng, self.frame)
+        peak = float(np.abs(scene.audio).max())
+        target = rng.uniform(0.5, 0.9)
+        audio = scene.audio * (target / peak) if peak > 0 else scene.audio
+        caption = CAPTIONS[family](rng, scene.attributes)
+        meta = {"family": family, "attributes": scene.attributes, "events": [float(e) for e in scene.events],
+                "seed": self.seed, "index": int(index)}  # fmt: skip
+        if scene.mouth is not None:
+            meta["mouth"] = scene.mouth
+        return AVClip(
+            video=torch.from_numpy(to_uint8(scene.video)),
+            audio=torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)),
+            fps=self.fps,
+            sample_rate=self.sample_rate,
+            caption=caption,
+            meta=meta,
+        )
