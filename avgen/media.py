@@ -115,9 +115,10 @@ def _read_container(path, fps, sample_rate, start, duration, size, channels, mis
         duration = end - origin - start
         if duration <= 0:
             raise MediaError(f"{path}: start={start} s is past the end ({end - origin:.3f} s)")
+        duration = max(1, round(duration * fps)) / fps  # whole frames, so both streams end together
     n_frames, n_samples = round(duration * fps), round(duration * sample_rate)
     t0 = origin + start
-    video = _read_video(path, t0, n_frames, fps, size)
+    video = _read_video(path, t0, n_frames, fps, size, float(native_fps or fps))
     if astream is None:
         audio = torch.zeros(channels, n_samples)
     else:
@@ -167,10 +168,13 @@ def _to_rgb(frame, size: tuple[int, int] | None) -> np.ndarray:
     return np.ascontiguousarray(rgb[y0 : y0 + size[0], x0 : x0 + size[1]])
 
 
-def _read_video(path: Path, t0: float, n_frames: int, fps: float, size) -> torch.Tensor:
-    """Frame k = the source frame on screen at time t0 + k/fps (the last one whose time is <= that)."""
+def _read_video(path: Path, t0: float, n_frames: int, fps: float, size, native_fps: float) -> torch.Tensor:
+    """Frame k = the source frame on screen at time t0 + k/fps (the last one whose time is <= that).
+
+    A small tolerance (2 ms at most) absorbs timestamps the container rounded (e.g. to whole ms).
+    """
     targets = t0 + np.arange(n_frames) / fps
-    tol = 1e-3 / fps
+    tol = min(0.002, 0.1 / max(fps, native_fps))
     out: list[np.ndarray | None] = [None] * n_frames
     k, current = 0, None
     with av.open(str(path)) as container:
