@@ -122,7 +122,7 @@ def consonant(name: str, sr: int, rng: np.random.Generator, pitch: float) -> tup
     env = envelope(n, attack, n // 2 if kind == "burst" else int(0.02 * sr))
     level = 0.45 if kind == "burst" else 0.3
     sig = level * noise / (np.abs(noise).max() + 1e-8) * env
-    return sig.astype(np.float32), level * env, 0.35
+    return sig.astype(np.float32), level * env, 0.6
 
 
 def beep(duration: float, freq: float, sr: int) -> np.ndarray:
