@@ -9,10 +9,18 @@ Everything downstream (token counts, token times, rate compatibility) is derived
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -111,3 +119,221 @@ class AEGeometry:
 def gcd_rate(a: Fraction, b: Fraction) -> Fraction:
     """Largest rate r such that a/r and b/r are both whole numbers."""
     return Fraction(math.gcd(a.numerator * b.denominator, b.numerator * a.denominator), a.denominator * b.denominator)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the interface
+# ----------------------------------------------------------------------------------------------------------------------
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+class Autoencoder(nn.Module):
+    """What every autoencoder implements (audiocraft's `CompressionModel` idea, without quantisers).
+
+    Subclasses set `geometry`, `modality` ("video" | "audio"), `config` (JSON kwargs that rebuild the model),
+    `variational`, `kind` (the short name in config.json), call `_init_stats`, and define `encode_dist` and `_decode`.
+
+    - `encode(x)` returns RAW latents (the posterior mean; a draw with sample=True when variational).
+    - `normalize(z)` maps raw latents to ~zero mean / unit std per channel with statistics measured on data and stored
+      as buffers beside the weights (EDM2-style data, not a magic constant); `denormalize` is its exact inverse.
+    - `decode(z)` returns media clamped to [-1, 1]; `decode(z, clamp=False)` is the raw network output the losses use
+      (a clamp has no gradient outside the range, so training must see the unclamped signal).
+    - `forward(x)` = (raw reconstruction, mean, logvar): the one call losses make, so a DDP wrapper sees it.
+    """
+
+    geometry: AEGeometry
+    modality: str
+    config: dict
+    variational: bool = True
+    kind: str = ""
+
+    latent_mean: torch.Tensor
+    latent_std: torch.Tensor
+
+    def _init_stats(self, channels: int) -> None:
+        self.register_buffer("latent_mean", torch.zeros(channels))
+        self.register_buffer("latent_std", torch.ones(channels))
+
+    # --- shape checks -------------------------------------------------------------------------------------------------
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ValueError (naming the valid lengths / sizes) for media this geometry cannot take."""
+        want = 5 if self.modality == "video" else 3
+        if x.ndim != want:
+            shape = "(b, 3, t, h, w)" if want == 5 else "(b, c, n)"
+            raise ValueError(f"{self.kind}: expected {self.modality} input {shape}, got shape {tuple(x.shape)}")
+        channels = self.config.get("channels", 3 if self.modality == "video" else 1)
+        if x.shape[1] != channels:
+            raise ValueError(f"{self.kind}: expected {channels} input channels (dim 1), got shape {tuple(x.shape)}")
+        self.geometry.check_length(x.shape[2])
+        if self.modality == "video":
+            self.geometry.check_size(x.shape[3], x.shape[4])
+
+    def check_latent(self, z: torch.Tensor) -> None:
+        want = 5 if self.modality == "video" else 3
+        c = self.geometry.latent_channels
+        if z.ndim != want or z.shape[1] != c or z.shape[2] < 1:
+            shape = f"(b, {c}, t, h, w)" if want == 5 else f"(b, {c}, n)"
+            raise ValueError(f"{self.kind}: expected latents {shape}, got shape {tuple(z.shape)}")
+
+    # --- the three calls ----------------------------------------------------------------------------------------------
+    def encode_dist(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(posterior mean, posterior log-variance or None for a deterministic AE)."""
+        raise NotImplementedError
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode(self, x: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+        mean, logvar = self.encode_dist(x)
+        if not sample or logvar is None:
+            return mean
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + torch.exp(0.5 * logvar) * noise
+
+    def decode(self, z: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        self.check_latent(z)
+        x = self._decode(z)
+        return x.clamp(-1.0, 1.0) if clamp else x
+
+    def forward(
+        self, x: torch.Tensor, sample: bool | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Reconstruction for training: (unclamped x_hat, mean, logvar). Samples the posterior in train mode."""
+        mean, logvar = self.encode_dist(x)
+        sample = self.training if sample is None else sample
+        z = mean if (not sample or logvar is None) else mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+        return self.decode(z, clamp=False), mean, logvar
+
+    # --- latent statistics --------------------------------------------------------------------------------------------
+    def _stat_shape(self, z: torch.Tensor) -> tuple[int, ...]:
+        return (1, -1) + (1,) * (z.ndim - 2)
+
+    def normalize(self, z: torch.Tensor) -> torch.Tensor:
+        s = self._stat_shape(z)
+        return (z - self.latent_mean.view(s)) / self.latent_std.view(s)
+
+    def denormalize(self, z: torch.Tensor) -> torch.Tensor:
+        s = self._stat_shape(z)
+        return z * self.latent_std.view(s) + self.latent_mean.view(s)
+
+    @torch.no_grad()
+    def set_latent_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        c = self.geometry.latent_channels
+        if mean.numel() != c or std.numel() != c:
+            raise ValueError(f"latent stats need {c} values each, got {mean.numel()} and {std.numel()}")
+        self.latent_mean.copy_(mean.reshape(-1))
+        self.latent_std.copy_(std.reshape(-1).clamp_min(1e-6))
+
+    @torch.no_grad()
+    def measure_latent_stats(self, batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean / std of posterior means over an iterable of input batches (streaming, float64 sums).
+
+        Does not set them: call `set_latent_stats(*ae.measure_latent_stats(batches))`.
+        """
+        c = self.geometry.latent_channels
+        total = torch.zeros(c, dtype=torch.float64)
+        total_sq = torch.zeros(c, dtype=torch.float64)
+        count = 0
+        for x in batches:
+            z = self.encode(x).double().transpose(0, 1).reshape(c, -1).cpu()  # (c, b*t*h*w)
+            total += z.sum(1)
+            total_sq += (z * z).sum(1)
+            count += z.shape[1]
+        if count == 0:
+            raise ValueError("measure_latent_stats needs at least one batch")
+        mean = total / count
+        std = (total_sq / count - mean * mean).clamp_min(0).sqrt()
+        return mean.float(), std.float()
+
+    def latent_shape(self, duration: float | Fraction, size: tuple[int, int] | None = None) -> tuple[int, ...]:
+        """Shape of z (without batch) for a clip of `duration` seconds (and frame `size` (H, W) for video)."""
+        m = self.geometry.latent_length(self.geometry.duration_length(duration))
+        if self.modality == "video":
+            if size is None:
+                raise ValueError("video latent_shape needs size=(H, W)")
+            self.geometry.check_size(*size)
+            s = self.geometry.spatial_stride
+            return (self.geometry.latent_channels, m, size[0] // s, size[1] // s)
+        return (self.geometry.latent_channels, m)
+
+    def extra_repr(self) -> str:
+        return f"{self.kind}: {self.geometry}"
+
+    # --- weights ------------------------------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        """Write `config.json` + `model.safetensors` (weights and latent stats), each atomically.
+
+        The weights go first and the config last, so a directory with a config.json is complete; a crash leaves only
+        hidden temporary files, never a half-written file under a final name.
+        """
+        from avgen._atomic import atomic_path
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in self.state_dict().items()}
+        with atomic_path(directory / WEIGHTS_NAME) as tmp:
+            save_file(tensors, str(tmp), metadata={"format_version": str(FORMAT_VERSION), "class": self.kind})
+        meta = {"class": self.kind, "config": self.config, "geometry": self.geometry.to_dict()}
+        meta["format_version"] = FORMAT_VERSION
+        meta["weights_sha256"] = weights_hash(self)
+        with atomic_path(directory / CONFIG_NAME) as tmp:
+            tmp.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def weights_hash(ae: nn.Module) -> str:
+    """sha256 over the state dict (names, dtypes, shapes, bytes; sorted by name): the identity of a set of weights.
+
+    The latent cache stores it beside each shard and refuses shards made by other weights (or other latent stats).
+    """
+    h = hashlib.sha256()
+    for name, t in sorted(ae.state_dict().items()):
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def read_saved(directory: str | Path, classes: dict[str, type[Autoencoder]]) -> tuple[type[Autoencoder], dict]:
+    """Read and check `config.json` of a saved autoencoder; return (class, parsed config)."""
+    directory = Path(directory)
+    cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+    for p in (cfg_path, w_path):
+        if not p.is_file():
+            raise FileNotFoundError(
+                f"autoencoder directory {directory} has no {p.name}: expected {CONFIG_NAME} and {WEIGHTS_NAME} "
+                "as written by Autoencoder.save"
+            )
+    try:
+        meta = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{cfg_path} is not valid JSON: {e}") from e
+    missing = [k for k in ("class", "config", "format_version") if k not in meta]
+    if missing:
+        raise ValueError(f"{cfg_path} lacks the field(s) {missing}")
+    if meta["format_version"] != FORMAT_VERSION:
+        raise ValueError(f"{cfg_path}: format_version {meta['format_version']} is not supported ({FORMAT_VERSION} is)")
+    if meta["class"] not in classes:
+        raise ValueError(f"{cfg_path}: unknown autoencoder class {meta['class']!r}; known: {sorted(classes)}")
+    return classes[meta["class"]], meta
+
+
+def load_saved(directory: str | Path, classes: dict[str, type[Autoencoder]], device: str = "cpu") -> Autoencoder:
+    """Rebuild an autoencoder from its config and load its safetensors weights (never unpickles)."""
+    directory = Path(directory)
+    cls, meta = read_saved(directory, classes)
+    ae = cls(**meta["config"])
+    if "geometry" in meta and AEGeometry.from_dict(meta["geometry"]) != ae.geometry:
+        raise ValueError(f"{directory / CONFIG_NAME}: stored geometry {meta['geometry']} differs from {ae.geometry}")
+    state = load_file(str(directory / WEIGHTS_NAME), device="cpu")
+    own = ae.state_dict()
+    unexpected, absent = sorted(set(state) - set(own)), sorted(set(own) - set(state))
+    wrong = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
+    if unexpected or absent or wrong:
+        raise ValueError(
+            f"{directory / WEIGHTS_NAME} does not match {meta['class']} built from {CONFIG_NAME}: "
+            f"missing keys {absent[:5]}, unexpected keys {unexpected[:5]}, wrong shapes {wrong[:5]}"
+        )
+    ae.load_state_dict(state, strict=True)
+    return ae.to(device).eval()

@@ -1,0 +1,109 @@
+"""Autoencoder losses as small callables: `loss_fn(ae, x) -> {"loss": total, <term>: value, ...}` (EDM2 style).
+
+They call `ae(x)` (the module's forward: unclamped reconstruction, posterior mean, logvar), so `ae` may be a DDP
+wrapper. No trainer logic here. `log_mel_l1` is also the evaluation's definition (tools import it).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torchaudio
+from torch import nn
+
+
+def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor | None) -> torch.Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, 1)), averaged per latent element (0 for a deterministic AE).
+
+    Per element, not summed: a weight of 1e-6 here is a much weaker pull than LDM's 1e-6 on sums; the latent scale is
+    fixed later by the measured per-channel stats, so the KL only needs to keep the posterior from collapsing to
+    arbitrary scales.
+    """
+    if logvar is None:
+        return mean.new_zeros(())
+    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
+
+
+def gradient_l1(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """L1 between image gradients (finite differences along h and w) of (b, c, t, h, w) videos: edges stay sharp."""
+    dy = (x_hat.diff(dim=-2) - x.diff(dim=-2)).abs().mean()
+    dx = (x_hat.diff(dim=-1) - x.diff(dim=-1)).abs().mean()
+    return 0.5 * (dx + dy)
+
+
+class VideoAELoss:
+    """L1 + image-gradient L1 (the structural term; cheaper than SSIM on CPU) + KL."""
+
+    def __init__(self, l1: float = 1.0, grad: float = 1.0, kl: float = 1e-6) -> None:
+        self.weights = {"l1": l1, "struct": grad, "kl": kl}
+
+    def __call__(self, ae: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x_hat, mean, logvar = ae(x)  # (b, 3, t, h, w), (b, c, t', h', w') x2
+        terms = {"l1": F.l1_loss(x_hat, x), "struct": gradient_l1(x_hat, x), "kl": kl_divergence(mean, logvar)}
+        terms["loss"] = sum(self.weights[k] * v for k, v in terms.items())
+        return terms
+
+
+def stft_mag(x: torch.Tensor, n_fft: int) -> torch.Tensor:
+    """|STFT| of (..., n) with a Hann window and hop n_fft / 4: (..., n_fft/2 + 1, frames)."""
+    flat = x.reshape(-1, x.shape[-1])
+    window = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
+    spec = torch.stft(flat, n_fft, n_fft // 4, window=window, return_complex=True).abs()
+    return spec.reshape(*x.shape[:-1], *spec.shape[-2:])
+
+
+def multi_resolution_stft(x_hat: torch.Tensor, x: torch.Tensor, ffts=(512, 1024, 2048)) -> torch.Tensor:
+    """Mean over FFT sizes of spectral convergence (||S - S_hat||_F / ||S||_F) + L1 of log magnitudes."""
+    total = x.new_zeros(())
+    for n_fft in ffts:
+        s_hat, s = stft_mag(x_hat, n_fft), stft_mag(x, n_fft)
+        sc = torch.linalg.vector_norm(s - s_hat) / torch.linalg.vector_norm(s).clamp_min(1e-7)
+        total = total + sc + F.l1_loss(s_hat.clamp_min(1e-5).log(), s.clamp_min(1e-5).log())
+    return total / len(ffts)
+
+
+_MELS: dict[tuple, torchaudio.transforms.MelSpectrogram] = {}
+
+
+def log_mel(x: torch.Tensor, sample_rate: int, n_fft: int = 1024, hop: int = 256, n_mels: int = 64) -> torch.Tensor:
+    """Natural log of mel MAGNITUDES (power=1), clamped at 1e-5: (..., n) -> (..., n_mels, frames).
+
+    torchaudio MelSpectrogram with its defaults otherwise: Hann window of n_fft, center=True with reflect padding,
+    HTK mel scale, no filter normalisation, f_min 0, f_max sample_rate / 2.
+    """
+    key = (int(sample_rate), n_fft, hop, n_mels, str(x.device))
+    if key not in _MELS:
+        mel = torchaudio.transforms.MelSpectrogram(int(sample_rate), n_fft=n_fft, hop_length=hop, n_mels=n_mels,
+                                                   power=1.0)  # fmt: skip
+        _MELS[key] = mel.to(x.device)
+    return _MELS[key](x.float()).clamp_min(1e-5).log()
+
+
+def log_mel_l1(a: torch.Tensor, b: torch.Tensor, sr: int) -> torch.Tensor:
+    """THE evaluation's log-mel distance: mean |log_mel(a) - log_mel(b)| (n_fft 1024, hop 256, 64 bands, natural log
+    of magnitudes clamped at 1e-5). a, b: (..., n) of equal shape. Returns a 0-d tensor."""
+    if a.shape != b.shape:
+        raise ValueError(f"log_mel_l1 needs equal shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
+    return (log_mel(a, sr) - log_mel(b, sr)).abs().mean()
+
+
+class AudioAELoss:
+    """Multi-resolution STFT + log-mel L1 + waveform L1 + KL. `sample_rate` None: read it from the AE's geometry."""
+
+    def __init__(
+        self, stft: float = 1.0, mel: float = 1.0, l1: float = 0.1, kl: float = 1e-6, sample_rate: int | None = None
+    ) -> None:
+        self.weights = {"stft": stft, "mel": mel, "l1": l1, "kl": kl}
+        self.sample_rate = sample_rate
+
+    def __call__(self, ae: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        sr = self.sample_rate or int(getattr(ae, "module", ae).geometry.input_rate)
+        x_hat, mean, logvar = ae(x)  # (b, ch, n), (b, c, n / hop) x2
+        terms = {
+            "stft": multi_resolution_stft(x_hat, x),
+            "mel": log_mel_l1(x_hat, x, sr),
+            "l1": F.l1_loss(x_hat, x),
+            "kl": kl_divergence(mean, logvar),
+        }
+        terms["loss"] = sum(self.weights[k] * v for k, v in terms.items())
+        return terms

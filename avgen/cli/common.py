@@ -1,0 +1,36 @@
+"""What every entry point shares: turning configuration mistakes into one-line messages instead of tracebacks."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+from avgen.media import MediaError
+
+# conf/ at the repository root (editable installs and checkouts); Hydra takes an absolute path
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+USER_ERRORS = (ValueError, FileNotFoundError, MediaError, MissingMandatoryValue, FloatingPointError)
+
+
+def friendly_errors(fn):
+    """Print `error: <message>` and exit 2 for errors caused by the user's input; real bugs still raise."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        except OmegaConfBaseException as e:
+            print(f"error: configuration: {str(e).splitlines()[0]}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            print("interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+            sys.exit(130)
+
+    return wrapper

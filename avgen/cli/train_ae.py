@@ -1,0 +1,34 @@
+"""avgen-train-ae: train a video or audio autoencoder with Hydra configs (conf/train_ae.yaml, conf/ae/)."""
+
+from __future__ import annotations
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from avgen.cli.common import CONFIG_DIR, friendly_errors
+from avgen.train.ae_loop import AETrainConfig, train_autoencoder
+
+
+def run(cfg: DictConfig) -> dict:
+    """Build everything from a composed config and train; returns the last logged metrics."""
+    OmegaConf.resolve(cfg)
+    ae = instantiate(cfg.ae.model)
+    loss_fn = instantiate(cfg.ae.loss)
+    data = instantiate(cfg.data)
+    trainer = AETrainConfig(**OmegaConf.to_container(cfg.trainer))
+    n_params = sum(p.numel() for p in ae.parameters())
+    print(f"training {cfg.ae.name} ({ae.kind}, {n_params / 1e6:.2f} M parameters, {ae.geometry}) -> {cfg.out_dir}")
+    last = train_autoencoder(ae, loss_fn, data, trainer, cfg.out_dir)
+    print(f"done: loss {last.get('loss', float('nan')):.4f}; exported to {cfg.out_dir}/export")
+    return last
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train_ae")
+@friendly_errors
+def main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()
