@@ -1,0 +1,42 @@
+"""Saving and loading autoencoders by name: config.json + model.safetensors, never pickle.
+
+The format lives in base.py (`Autoencoder.save`, `load_saved`, `weights_hash`); this module adds the one explicit
+table of classes `load` may build (no import-by-string from a config file).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from avgen.autoencoders.base import Autoencoder, load_saved, read_saved, weights_hash
+
+__all__ = ["CLASSES", "load", "read_config", "save_autoencoder", "weights_hash"]
+
+
+def _classes() -> dict[str, type[Autoencoder]]:
+    from avgen.autoencoders.audio import SeanetAudioAE
+    from avgen.autoencoders.encodec import EncodecAdapter
+    from avgen.autoencoders.video import VideoVAE
+
+    return {"video_vae": VideoVAE, "seanet_audio": SeanetAudioAE, "encodec24k": EncodecAdapter}
+
+
+CLASSES = ("video_vae", "seanet_audio", "encodec24k")  # the short names config.json may carry
+
+
+def save_autoencoder(ae: Autoencoder, directory: str | Path) -> Path:
+    """`ae.save(directory)`: weights first, config.json last, each replaced atomically."""
+    ae.save(directory)
+    return Path(directory)
+
+
+def load(directory: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
+    """The autoencoder saved in `directory` (config.json + model.safetensors), in eval mode. Never unpickles."""
+    return load_saved(directory, _classes(), device)
+
+
+def read_config(directory: str | Path) -> dict:
+    """The checked config.json of a saved autoencoder: class, config, geometry, format_version, weights_sha256."""
+    return read_saved(directory, _classes())[1]
