@@ -1,0 +1,288 @@
+"""The joint audio-video diffusion transformer: one network denoises both modalities in one interleaved sequence.
+
+Reads top to bottom: helpers, embedders, attention, block, final layer, the model, size presets.
+
+    video tokens (b, lv, pv) --in_video--+                                      +--out_video--> (b, lv, pv)
+                                          +-> interleave -> blocks x depth -> split
+    audio tokens (b, la, pa) --in_audio--+   (self-attn over all, cross-attn  +--out_audio--> (b, la, pa)
+                                              to text, MLP; adaLN-Zero per token from its own noise level)
+
+The network knows nothing of the objective or guidance: it maps (tokens, per-token noise levels, text) to velocities.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from avgen.models.rope import apply_rope, rope_angles
+from avgen.tokens import AVTokenLayout
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------------------------------
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """adaLN: x (b, l, d) with per-token shift / scale (b, l, d)."""
+    return x * (1 + scale) + shift
+
+
+class TimestepEmbedder(nn.Module):
+    """Noise level t in [0, 1] -> vector (d,): sinusoidal features of 1000 t, then an MLP."""
+
+    def __init__(self, d: int, freq_dim: int = 256) -> None:
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, d), nn.SiLU(), nn.Linear(d, d))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.freq_dim // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+        args = 1000.0 * t.float()[:, None] * freqs[None]  # (u, half)
+        return self.mlp(torch.cat([args.cos(), args.sin()], dim=-1))  # (u, d)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# attention
+# ----------------------------------------------------------------------------------------------------------------------
+class SelfAttention(nn.Module):
+    def __init__(self, d: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(d, 3 * d)
+        self.q_norm = nn.RMSNorm(d // heads, eps=1e-6)
+        self.k_norm = nn.RMSNorm(d // heads, eps=1e-6)
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        b, l, d = x.shape
+        q, k, v = self.qkv(x).view(b, l, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # (b, h, l, hd) each
+        q, k = apply_rope(self.q_norm(q), cos, sin), apply_rope(self.k_norm(k), cos, sin)
+        out = F.scaled_dot_product_attention(q, k, v)  # (b, h, l, hd)
+        return self.proj(out.transpose(1, 2).reshape(b, l, d))  # (b, l, d)
+
+
+class CrossAttention(nn.Module):
+    def __init__(self, d: int, text_dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(d, d)
+        self.kv = nn.Linear(text_dim, 2 * d)
+        self.q_norm = nn.RMSNorm(d // heads, eps=1e-6)
+        self.k_norm = nn.RMSNorm(d // heads, eps=1e-6)
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
+        b, l, d = x.shape
+        s, hd = text.shape[1], d // self.heads
+        q = self.q_norm(self.q(x).view(b, l, self.heads, hd).transpose(1, 2))  # (b, h, l, hd)
+        k, v = self.kv(text).view(b, s, 2, self.heads, hd).permute(2, 0, 3, 1, 4)  # (b, h, s, hd) each
+        mask = text_mask[:, None, None, :].bool()  # (b, 1, 1, s): True = attend
+        out = F.scaled_dot_product_attention(q, self.k_norm(k), v, attn_mask=mask)  # (b, h, l, hd)
+        return self.proj(out.transpose(1, 2).reshape(b, l, d))
+
+
+def mlp(d: int, ratio: float) -> nn.Sequential:
+    hidden = int(d * ratio)
+    return nn.Sequential(nn.Linear(d, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, d))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# block
+# ----------------------------------------------------------------------------------------------------------------------
+class DiTBlock(nn.Module):
+    """Self-attention over the whole AV sequence, cross-attention to text, MLP (shared or per modality).
+
+    adaLN-Zero: shift / scale / gate of the attention and MLP branches come per token from the token's noise level.
+    """
+
+    def __init__(self, d: int, heads: int, text_dim: int, mlp_ratio: float, modality_mlp: bool) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.attn = SelfAttention(d, heads)
+        self.norm_x = nn.LayerNorm(d, eps=1e-6)
+        self.cross = CrossAttention(d, text_dim, heads)
+        self.norm2 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.mlp = mlp(d, mlp_ratio)
+        self.mlp_audio = mlp(d, mlp_ratio) if modality_mlp else None
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))  # applied to the distinct noise levels only
+
+    def forward(self, x, mod_index, t_emb, text, text_mask, cos, sin, audio_index=None, video_index=None):
+        mods = self.ada(t_emb)[mod_index]  # (u, 6d) -> (b, l, 6d): one row per distinct noise level, gathered
+        shift1, scale1, gate1, shift2, scale2, gate2 = mods.chunk(6, dim=-1)
+        x = x + gate1 * self.attn(modulate(self.norm1(x), shift1, scale1), cos, sin)  # (b, l, d)
+        x = x + self.cross(self.norm_x(x), text, text_mask)  # (b, l, d)
+        h = modulate(self.norm2(x), shift2, scale2)  # (b, l, d)
+        if self.mlp_audio is None:
+            return x + gate2 * self.mlp(h)
+        out = torch.empty_like(h)
+        out[:, video_index] = self.mlp(h[:, video_index])
+        out[:, audio_index] = self.mlp_audio(h[:, audio_index])
+        return x + gate2 * out
+
+
+class FinalLayer(nn.Module):
+    def __init__(self, d: int, out_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
+        self.linear = nn.Linear(d, out_dim)
+
+    def forward(self, x: torch.Tensor, mods: torch.Tensor) -> torch.Tensor:
+        shift, scale = mods.chunk(2, dim=-1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the model
+# ----------------------------------------------------------------------------------------------------------------------
+class AVDiT(nn.Module):
+    """Joint AV DiT. Call with per-modality tokens and per-token noise levels; returns per-modality velocities."""
+
+    def __init__(
+        self,
+        video_dim: int,
+        audio_dim: int,
+        width: int = 256,
+        depth: int = 6,
+        heads: int = 4,
+        mlp_ratio: float = 4.0,
+        text_dim: int = 384,
+        modality_mlp: bool = False,
+        max_seconds: float = 30.0,
+        null_tokens: int = 1,
+        grad_checkpointing: bool = False,
+    ) -> None:
+        super().__init__()
+        if width % heads or (width // heads) % 4:
+            raise ValueError(f"width {width} must split into {heads} heads of a size divisible by 4")
+        self.config = dict(video_dim=video_dim, audio_dim=audio_dim, width=width, depth=depth, heads=heads,
+                           mlp_ratio=mlp_ratio, text_dim=text_dim, modality_mlp=modality_mlp,
+                           max_seconds=max_seconds, null_tokens=null_tokens)  # fmt: skip
+        self.grad_checkpointing = grad_checkpointing
+        self.heads = heads
+        self.in_video = nn.Linear(video_dim, width)
+        self.in_audio = nn.Linear(audio_dim, width)
+        self.modality = nn.Parameter(torch.zeros(2, width))  # learned modality embedding
+        self.t_embed = TimestepEmbedder(width)
+        self.null_text = nn.Parameter(torch.zeros(1, null_tokens, text_dim))  # the "no caption" text
+        self.blocks = nn.ModuleList([DiTBlock(width, heads, text_dim, mlp_ratio, modality_mlp) for _ in range(depth)])
+        self.out_video = FinalLayer(width, video_dim)
+        self.out_audio = FinalLayer(width, audio_dim)
+        self.initialize_weights()
+
+    def initialize_weights(self) -> None:
+        """Xavier for linear layers; adaLN and output layers zeroed, so every block starts as the identity (adaLN-Zero)
+        and the network starts by predicting zero velocity; small random modality and null-text embeddings."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.t_embed.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.t_embed.mlp[2].weight, std=0.02)
+        nn.init.normal_(self.modality, std=0.02)
+        nn.init.normal_(self.null_text, std=0.02)
+        for block in self.blocks:
+            nn.init.zeros_(block.ada[-1].weight)
+            nn.init.zeros_(block.ada[-1].bias)
+        for final in (self.out_video, self.out_audio):
+            for layer in (final.ada[-1], final.linear):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
+    def null_text_batch(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text states and mask for `b` unconditional samples: (b, s_null, e), (b, s_null)."""
+        states = self.null_text.expand(b, -1, -1)
+        return states, torch.ones(b, states.shape[1], dtype=torch.bool, device=states.device)
+
+    def forward(
+        self,
+        video_tokens: torch.Tensor,
+        audio_tokens: torch.Tensor,
+        t_video: torch.Tensor,
+        t_audio: torch.Tensor,
+        text: torch.Tensor | None,
+        text_mask: torch.Tensor | None,
+        layout: AVTokenLayout,
+        drop_text: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """video_tokens (b, lv, pv), audio_tokens (b, la, pa), t_video (b, lv), t_audio (b, la), text (b, s, e),
+        text_mask (b, s); drop_text (b,) bool replaces those samples' text with the learned null text."""
+        b = video_tokens.shape[0]
+        text, text_mask = self._text(b, text, text_mask, drop_text)  # (b, s, e), (b, s)
+        xv = self.in_video(video_tokens) + self.modality[0]  # (b, lv, d)
+        xa = self.in_audio(audio_tokens) + self.modality[1]  # (b, la, d)
+        x = layout.interleave(xv, xa)  # (b, l, d)
+        t = layout.interleave(t_video[..., None], t_audio[..., None])[..., 0]  # (b, l)
+        levels, mod_index = torch.unique(t, return_inverse=True)  # (u,), (b, l): modulation once per distinct level
+        t_emb = self.t_embed(levels)  # (u, d)
+        cos, sin = self._rope(layout, x.device)  # (l, hd/2) each
+        audio_index = layout.is_audio.nonzero().flatten().to(x.device)
+        video_index = (~layout.is_audio).nonzero().flatten().to(x.device)
+        for block in self.blocks:
+            args = (x, mod_index, t_emb, text, text_mask, cos, sin, audio_index, video_index)
+            if self.grad_checkpointing and self.training:
+                x = checkpoint(block, *args, use_reentrant=False)
+            else:
+                x = block(*args)
+        hv, ha = layout.split(x)  # (b, lv, d), (b, la, d)
+        tv, ta = layout.split(mod_index[..., None])
+        final = torch.cat([self.out_video.ada(t_emb), self.out_audio.ada(t_emb)], dim=-1)  # (u, 4d)
+        d2 = final.shape[-1] // 2
+        vv = self.out_video(hv, final[tv[..., 0], :d2])  # (b, lv, pv)
+        va = self.out_audio(ha, final[ta[..., 0], d2:])  # (b, la, pa)
+        return vv, va
+
+    def _text(self, b, text, text_mask, drop_text):
+        """Use the learned null text where there is no text or where drop_text is True."""
+        if text is None:
+            return self.null_text_batch(b)
+        mask = (
+            torch.ones(text.shape[:2], dtype=torch.bool, device=text.device) if text_mask is None else text_mask.bool()
+        )
+        if drop_text is None or not bool(drop_text.any()):
+            return text, mask
+        null, null_mask = self.null_text_batch(b)
+        s = max(text.shape[1], null.shape[1])
+        text, mask = _pad_text(text, mask, s)
+        null, null_mask = _pad_text(null.to(text.dtype), null_mask, s)
+        drop = drop_text.bool().view(b, 1)
+        return torch.where(drop[..., None], null, text), torch.where(drop, null_mask, mask)
+
+    def _rope(self, layout: AVTokenLayout, device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (id(layout), str(device))
+        cache = getattr(self, "_rope_cache", None)
+        if cache is None or cache[0] != key:
+            cos, sin = rope_angles(layout.positions, self.config["width"] // self.heads, layout.finest_spacing,
+                                   self.config["max_seconds"] * layout.ref_rate, max(layout.grid[1:]) * 2)  # fmt: skip
+            self._rope_cache = (key, cos.to(device), sin.to(device))
+        return self._rope_cache[1], self._rope_cache[2]
+
+
+def _pad_text(states: torch.Tensor, mask: torch.Tensor, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad (b, s0, e) states and (b, s0) mask with masked-out zeros to length s."""
+    extra = s - states.shape[1]
+    if extra <= 0:
+        return states, mask
+    return F.pad(states, (0, 0, 0, extra)), F.pad(mask, (0, extra), value=False)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# presets
+# ----------------------------------------------------------------------------------------------------------------------
+PRESETS: dict[str, dict] = {
+    "tiny": dict(width=256, depth=6, heads=4, mlp_ratio=4.0),  # CPU, ~7 M parameters
+    "small": dict(width=512, depth=12, heads=8, mlp_ratio=4.0),  # one GPU
+    "base": dict(width=768, depth=16, heads=12, mlp_ratio=4.0),
+    "large": dict(width=1024, depth=24, heads=16, mlp_ratio=4.0, grad_checkpointing=True),
+}
+
+
+def build_dit(preset: str, video_dim: int, audio_dim: int, **overrides) -> AVDiT:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown DiT preset {preset!r}; choose from {list(PRESETS)}")
+    return AVDiT(video_dim=video_dim, audio_dim=audio_dim, **{**PRESETS[preset], **overrides})

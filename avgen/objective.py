@@ -1,0 +1,121 @@
+"""Rectified flow with a noise level per token, tasks as masks, and a per-sample normalised loss.
+
+Convention, stated once: t in [0, 1], t = 1 is pure noise, x_t = (1 - t) x0 + t eps, the network predicts
+v = eps - x0, samplers integrate from t = 1 to t = 0. Schedule shift: t' = s t / (1 + (s - 1) t), s > 1 pushes
+towards noise, in training and sampling alike.
+
+Everything random (noise, noise levels, task, caption dropout) is drawn from one generator per sample seeded by
+(seed, step, global sample index), so the result does not depend on how a global batch is split across ranks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+TASKS = ("t2av", "a2v", "v2a", "continue")
+
+
+def shift_time(t: torch.Tensor, shift: float) -> torch.Tensor:
+    """t' = s t / (1 + (s - 1) t); the one schedule shift used by training and sampling."""
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def sample_generator(seed: int, step: int, index: int) -> torch.Generator:
+    """A CPU generator that is a pure function of (seed, step, global sample index)."""
+    g = torch.Generator()
+    g.manual_seed((seed * 1_000_003 + step) * 2_147_483_647 + index & 0x7FFF_FFFF_FFFF_FFFF)
+    return g
+
+
+@dataclass
+class Draws:
+    """Per-sample randomness of one training batch."""
+
+    t_video: torch.Tensor  # (b,)
+    t_audio: torch.Tensor  # (b,)
+    eps_video: torch.Tensor  # (b, lv, pv)
+    eps_audio: torch.Tensor  # (b, la, pa)
+    task: list[str]
+    drop_text: torch.Tensor  # (b,) bool
+    cont_seconds: torch.Tensor  # (b,) seconds given in continuation
+
+
+@dataclass
+class FlowObjective:
+    """Rectified flow loss over interleaved AV tokens.
+
+    task_weights: relative frequency of joint text->AV, audio given (a2v), video given (v2a) and continuation.
+    """
+
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    shift: float = 1.0
+    video_weight: float = 1.0
+    audio_weight: float = 1.0
+    caption_dropout: float = 0.1
+    task_weights: dict = field(default_factory=lambda: {"t2av": 0.7, "a2v": 0.1, "v2a": 0.1, "continue": 0.1})
+    continue_range: tuple[float, float] = (0.25, 0.75)  # fraction of the clip given in continuation
+
+    def levels(self, u: torch.Tensor) -> torch.Tensor:
+        """Standard normal draws -> shifted logit-normal noise levels."""
+        return shift_time(torch.sigmoid(self.logit_mean + self.logit_std * u), self.shift)
+
+    def draw(self, seeds: list[tuple[int, int, int]], video_shape, audio_shape, duration: float) -> Draws:
+        """One generator per sample: (seed, step, index) -> independent t_video, t_audio, noise, task, dropout."""
+        names = list(self.task_weights)
+        weights = torch.tensor([float(self.task_weights[n]) for n in names])
+        tv, ta, ev, ea, tasks, drop, cont = [], [], [], [], [], [], []
+        for seed, step, index in seeds:
+            g = sample_generator(seed, step, index)
+            u = torch.randn(2, generator=g)
+            tv.append(self.levels(u[0]))
+            ta.append(self.levels(u[1]))
+            ev.append(torch.randn(video_shape, generator=g))
+            ea.append(torch.randn(audio_shape, generator=g))
+            tasks.append(names[int(torch.multinomial(weights, 1, generator=g))])
+            r = torch.rand(2, generator=g)
+            drop.append(bool(r[0] < self.caption_dropout))
+            lo, hi = self.continue_range
+            cont.append(duration * (lo + (hi - lo) * float(r[1])))
+        return Draws(torch.stack(tv), torch.stack(ta), torch.stack(ev), torch.stack(ea), tasks,
+                     torch.tensor(drop), torch.tensor(cont))  # fmt: skip
+
+    @staticmethod
+    def given_masks(tasks: list[str], cont_seconds: torch.Tensor, layout) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token masks of tokens held clean: video (b, lv), audio (b, la)."""
+        b = len(tasks)
+        gv = torch.zeros(b, layout.lv, dtype=torch.bool)
+        ga = torch.zeros(b, layout.la, dtype=torch.bool)
+        for i, task in enumerate(tasks):
+            if task == "a2v":
+                ga[i] = True
+            elif task == "v2a":
+                gv[i] = True
+            elif task == "continue":
+                gv[i], ga[i] = layout.token_mask_before(float(cont_seconds[i]))
+        return gv, ga
+
+    def __call__(self, model, x0_video, x0_audio, text, text_mask, layout, seeds) -> dict[str, torch.Tensor]:
+        """x0_video (b, lv, pv), x0_audio (b, la, pa): clean tokens; seeds: (seed, step, index) per sample."""
+        device = x0_video.device
+        d = self.draw(seeds, x0_video.shape[1:], x0_audio.shape[1:], layout.span / layout.ref_rate)
+        gv, ga = (m.to(device) for m in self.given_masks(d.task, d.cont_seconds, layout))
+        tv = torch.where(gv, 0.0, d.t_video.to(device)[:, None])  # (b, lv): 0 where given
+        ta = torch.where(ga, 0.0, d.t_audio.to(device)[:, None])  # (b, la)
+        ev, ea = d.eps_video.to(device), d.eps_audio.to(device)
+        xv = (1 - tv[..., None]) * x0_video + tv[..., None] * ev  # (b, lv, pv)
+        xa = (1 - ta[..., None]) * x0_audio + ta[..., None] * ea  # (b, la, pa)
+        vv, va = model(xv, xa, tv, ta, text, text_mask, layout, drop_text=d.drop_text.to(device))
+        lv = per_sample_loss(vv, ev - x0_video, ~gv)  # (b,)
+        la = per_sample_loss(va, ea - x0_audio, ~ga)  # (b,)
+        loss = (self.video_weight * lv + self.audio_weight * la).mean()
+        return {"loss": loss, "loss_video": lv.mean().detach(), "loss_audio": la.mean().detach()}
+
+
+def per_sample_loss(pred: torch.Tensor, target: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over each sample's kept tokens: (b, l, p), (b, l, p), (b, l) -> (b,). 0 where none kept."""
+    err = (pred.float() - target.float()).pow(2).mean(-1)  # (b, l)
+    count = keep.sum(1)
+    return (err * keep).sum(1) / count.clamp_min(1)

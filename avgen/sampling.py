@@ -1,0 +1,123 @@
+"""Sampling: stateless ODE solvers over a shifted schedule, per-modality classifier-free guidance, tasks as masks.
+
+The solvers take a velocity function v(xs, t_tokens) -> vs over a tuple of tensors (video tokens, audio tokens), so
+both modalities are stepped together. Given tokens (a2v, v2a, extend) are held exactly: their noise level is 0 and
+their values are written back after every step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from avgen.objective import shift_time
+
+Tensors = tuple[torch.Tensor, ...]
+VelocityFn = Callable[[Tensors, Tensors], Tensors]
+
+
+def schedule(steps: int, shift: float = 1.0) -> torch.Tensor:
+    """steps + 1 noise levels from 1 to 0, shifted with t' = s t / (1 + (s - 1) t)."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    return shift_time(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift)
+
+
+@dataclass
+class Given:
+    """Tokens held fixed during sampling: masks (b, l) per modality and their clean values (b, l, p)."""
+
+    masks: Tensors
+    values: Tensors
+
+    def apply(self, xs: Tensors) -> Tensors:
+        return tuple(
+            torch.where(m[..., None].to(x.device), v.to(x), x)
+            for x, m, v in zip(xs, self.masks, self.values, strict=True)
+        )
+
+    def levels(self, t: float, xs: Tensors) -> Tensors:
+        """Per-token noise levels: t everywhere, 0 on given tokens."""
+        return tuple(torch.where(m.to(x.device), 0.0, t).to(x.dtype) for x, m in zip(xs, self.masks, strict=True))
+
+
+def solve(
+    velocity: VelocityFn,
+    noise: Tensors,
+    ts: torch.Tensor,
+    method: str = "euler",
+    given: Given | None = None,
+    progress: bool = False,
+) -> Tensors:
+    """Integrate dx/dt = v from ts[0] (= 1, noise) to ts[-1] (= 0, data). method: "euler" or "heun"."""
+    if method not in ("euler", "heun"):
+        raise ValueError(f"unknown solver {method!r}: use 'euler' or 'heun'")
+    xs = given.apply(noise) if given else noise
+
+    def levels(t: float) -> Tensors:
+        return (
+            given.levels(t, xs)
+            if given
+            else tuple(torch.full(x.shape[:2], t, dtype=x.dtype, device=x.device) for x in xs)
+        )
+
+    for i in tqdm(range(len(ts) - 1), disable=not progress, desc="sampling", leave=False):
+        t, t_next = float(ts[i]), float(ts[i + 1])
+        dt = t_next - t
+        v = velocity(xs, levels(t))
+        proposal = tuple(x + dt * vi for x, vi in zip(xs, v, strict=True))
+        if method == "heun" and t_next > 0:
+            proposal = given.apply(proposal) if given else proposal
+            v2 = velocity(proposal, levels(t_next))
+            proposal = tuple(x + dt * 0.5 * (a + b) for x, a, b in zip(xs, v, v2, strict=True))
+        xs = given.apply(proposal) if given else proposal
+    return xs
+
+
+def guided_velocity(model_fn: Callable, scales: Sequence[float]) -> VelocityFn:
+    """Classifier-free guidance with its own scale per modality: v_m = v_u + s_m (v_c - v_u).
+
+    model_fn(xs, levels, drop_text) -> velocities; the conditional and unconditional passes run as one batch.
+    A scale of 1 returns the conditional velocity exactly (the unconditional pass is skipped).
+    """
+
+    def velocity(xs: Tensors, levels: Tensors) -> Tensors:
+        b = xs[0].shape[0]
+        device = xs[0].device
+        if all(s == 1.0 for s in scales):
+            return model_fn(xs, levels, torch.zeros(b, dtype=torch.bool, device=device))
+        doubled = tuple(torch.cat([x, x]) for x in xs)
+        dl = tuple(torch.cat([t, t]) for t in levels)
+        drop = torch.arange(2 * b, device=device) >= b
+        out = model_fn(doubled, dl, drop)
+        return tuple(v[b:] + s * (v[:b] - v[b:]) for v, s in zip(out, scales, strict=True))
+
+    return velocity
+
+
+# tasks -> which modality is given (video, audio); "extend" gives a prefix of both
+TASK_GIVEN = {"t2av": (False, False), "t2v": (False, False), "t2a": (False, False), "a2v": (False, True),
+              "v2a": (True, False), "extend": (False, False)}  # fmt: skip
+
+
+def task_given(task: str, layout, b: int, video=None, audio=None, prefix_seconds: float = 0.0) -> Given | None:
+    """The Given tokens for a task. t2v / t2a generate both modalities jointly and keep only the one asked for
+    (the joint model samples them together; dropping one at the end keeps the other in sync with what it saw)."""
+    if task not in TASK_GIVEN:
+        raise ValueError(f"unknown task {task!r}; choose from {list(TASK_GIVEN)}")
+    gv, ga = TASK_GIVEN[task]
+    mv = torch.full((b, layout.lv), gv)
+    ma = torch.full((b, layout.la), ga)
+    if task == "extend":
+        pv, pa = layout.token_mask_before(prefix_seconds)
+        mv, ma = pv.expand(b, -1).clone(), pa.expand(b, -1).clone()
+    if not (mv.any() or ma.any()):
+        return None
+    if (mv.any() and video is None) or (ma.any() and audio is None):
+        raise ValueError(f"task {task!r} needs the given modality's tokens")
+    zeros_v = torch.zeros(b, layout.lv, layout.pv) if video is None else video
+    zeros_a = torch.zeros(b, layout.la, layout.pa) if audio is None else audio
+    return Given(masks=(mv, ma), values=(zeros_v, zeros_a))

@@ -1,0 +1,216 @@
+"""The one place that knows how audio and video latents become a single token sequence on a shared clock.
+
+Names used throughout avgen:
+    patchify    latents -> tokens of one modality: video (b, c, t, h, w) -> (b, lv, pv), audio (b, c, n) -> (b, la, pa)
+    interleave  [video tokens, audio tokens] -> one sequence  (b, l, d), ordered by time window, video before audio
+    split       the inverse of interleave
+    unpatchify  the inverse of patchify
+
+A token's time is the centre of its span in seconds. Each video token group spans `pt` latent frames; the audio
+tokens whose spans fall inside that window follow it. The number of audio tokens per video window must be a whole
+number (checked with Fraction).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import torch
+from einops import rearrange
+
+from avgen.autoencoders.base import AEGeometry
+
+
+def patchify_video(z: torch.Tensor, patch: tuple[int, int, int]) -> torch.Tensor:
+    """(b, c, t, h, w) -> (b, lv, c*pt*ph*pw), tokens in (t, h, w) order."""
+    pt, ph, pw = patch
+    return rearrange(z, "b c (t pt) (h ph) (w pw) -> b (t h w) (c pt ph pw)", pt=pt, ph=ph, pw=pw)
+
+
+def unpatchify_video(x: torch.Tensor, patch: tuple[int, int, int], grid: tuple[int, int, int]) -> torch.Tensor:
+    """(b, lv, c*pt*ph*pw) -> (b, c, t, h, w); grid = token counts (t', h', w')."""
+    pt, ph, pw = patch
+    t, h, w = grid
+    return rearrange(x, "b (t h w) (c pt ph pw) -> b c (t pt) (h ph) (w pw)", t=t, h=h, w=w, pt=pt, ph=ph, pw=pw)
+
+
+def patchify_audio(z: torch.Tensor, k: int) -> torch.Tensor:
+    """(b, c, n) -> (b, n/k, c*k)."""
+    return rearrange(z, "b c (n k) -> b n (c k)", k=k)
+
+
+def unpatchify_audio(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(b, n/k, c*k) -> (b, c, n)."""
+    return rearrange(x, "b n (c k) -> b c (n k)", k=k)
+
+
+@dataclass
+class AVTokenLayout:
+    """Token counts, times, positions and the interleave permutation for one clip format."""
+
+    video_latent: tuple[int, int, int, int]  # (c, t, h, w)
+    audio_latent: tuple[int, int]  # (c, n)
+    video_patch: tuple[int, int, int]
+    audio_patch: int
+    video_rate: Fraction  # video latent frames per second
+    audio_rate: Fraction  # audio latents per second
+    ref_rate: float = 100.0  # rotary time coordinate = seconds * ref_rate
+    perm: torch.Tensor = field(init=False, repr=False)
+    inverse: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        c, t, h, w = self.video_latent
+        pt, ph, pw = self.video_patch
+        self.per_window = self.audio_per_window(self.video_rate / pt, self.audio_rate, self.audio_patch)
+        if t % pt or h % ph or w % pw:
+            raise ValueError(f"video latents {self.video_latent} are not divisible by the patch {self.video_patch}")
+        if self.audio_latent[1] % self.audio_patch:
+            raise ValueError(
+                f"{self.audio_latent[1]} audio latents are not divisible by audio_patch={self.audio_patch}"
+            )
+        self.grid = (t // pt, h // ph, w // pw)
+        self.lv = self.grid[0] * self.grid[1] * self.grid[2]
+        self.la = self.audio_latent[1] // self.audio_patch
+        if self.la != self.grid[0] * self.per_window:
+            raise ValueError(
+                f"{self.la} audio tokens do not fill {self.grid[0]} video windows of {self.per_window}: the audio and "
+                f"video latents cover different durations"
+            )
+        self.l = self.lv + self.la
+        self.pv = c * pt * ph * pw
+        self.pa = self.audio_latent[0] * self.audio_patch
+        # interleave: sort [video, audio] by (window, modality, original order)
+        video_window = torch.arange(self.lv) // (self.grid[1] * self.grid[2])
+        audio_window = torch.arange(self.la) // self.per_window
+        window = torch.cat([video_window, audio_window])
+        modality = torch.cat([torch.zeros(self.lv, dtype=torch.long), torch.ones(self.la, dtype=torch.long)])
+        key = (window * 2 + modality) * self.l + torch.arange(self.l)
+        self.perm = torch.argsort(key)  # sequence position -> index in [video, audio]
+        self.inverse = torch.argsort(self.perm)
+
+    @staticmethod
+    def audio_per_window(window_rate: Fraction, audio_rate: Fraction, k: int) -> int:
+        ratio = Fraction(audio_rate) / k / Fraction(window_rate)
+        if ratio.denominator != 1 or ratio < 1:
+            good_k = [d for d in range(1, 65) if (Fraction(audio_rate) / d / Fraction(window_rate)).denominator == 1]
+            raise ValueError(
+                f"audio tokens per video latent frame must be a whole number: audio latent rate {audio_rate} Hz / "
+                f"audio_patch {k} / video latent rate {window_rate} Hz = {ratio}. audio_patch values that work: "
+                f"{good_k[:8] or 'none'} (or change the video fps so its latent rate divides {audio_rate} Hz)"
+            )
+        return int(ratio)
+
+    @classmethod
+    def from_geometry(
+        cls,
+        video: AEGeometry,
+        audio: AEGeometry,
+        duration: float,
+        size: tuple[int, int],
+        video_patch: tuple[int, int, int] = (1, 2, 2),
+        audio_patch: int = 2,
+        ref_rate: float = 100.0,
+    ) -> AVTokenLayout:
+        """Layout for clips of `duration` seconds at frame `size` (H, W), from the two AEs' declared geometry."""
+        video.check_size(*size)
+        nv, na = video.duration_length(duration), audio.duration_length(duration)
+        tv, ta = video.latent_length(nv), audio.latent_length(na)
+        s = video.spatial_stride
+        return cls(
+            video_latent=(video.latent_channels, tv, size[0] // s, size[1] // s),
+            audio_latent=(audio.latent_channels, ta),
+            video_patch=tuple(video_patch),
+            audio_patch=int(audio_patch),
+            video_rate=video.latent_rate,
+            audio_rate=audio.latent_rate,
+            ref_rate=ref_rate,
+        )
+
+    @classmethod
+    def from_autoencoders(cls, video_ae, audio_ae, duration: float, size: tuple[int, int], **kwargs) -> AVTokenLayout:
+        return cls.from_geometry(video_ae.geometry, audio_ae.geometry, duration, size, **kwargs)
+
+    # ---------------------------------------------------------------------------------------------------------------
+    def interleave(self, video_tokens: torch.Tensor, audio_tokens: torch.Tensor) -> torch.Tensor:
+        """(b, lv, ...) + (b, la, ...) -> (b, l, ...)."""
+        both = torch.cat([video_tokens, audio_tokens], dim=1)
+        return both.index_select(1, self.perm.to(both.device))
+
+    def split(self, sequence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(b, l, ...) -> (b, lv, ...), (b, la, ...)."""
+        both = sequence.index_select(1, self.inverse.to(sequence.device))
+        return both[:, : self.lv], both[:, self.lv :]
+
+    def patchify(self, zv: torch.Tensor, za: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return patchify_video(zv, self.video_patch), patchify_audio(za, self.audio_patch)
+
+    def unpatchify(self, xv: torch.Tensor, xa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return unpatchify_video(xv, self.video_patch, self.grid), unpatchify_audio(xa, self.audio_patch)
+
+    # ---------------------------------------------------------------------------------------------------------------
+    @property
+    def video_times(self) -> torch.Tensor:
+        """(lv,) centre time in seconds of each video token."""
+        span = float(self.video_patch[0] / self.video_rate)
+        frame = torch.arange(self.lv) // (self.grid[1] * self.grid[2])
+        return (frame.double() + 0.5) * span
+
+    @property
+    def audio_times(self) -> torch.Tensor:
+        """(la,) centre time in seconds of each audio token."""
+        span = float(self.audio_patch / self.audio_rate)
+        return (torch.arange(self.la).double() + 0.5) * span
+
+    @property
+    def times(self) -> torch.Tensor:
+        """(l,) centre time in seconds of each token of the interleaved sequence."""
+        return torch.cat([self.video_times, self.audio_times])[self.perm]
+
+    @property
+    def is_audio(self) -> torch.Tensor:
+        """(l,) True for audio tokens of the interleaved sequence."""
+        return (torch.arange(self.l) >= self.lv)[self.perm]
+
+    @property
+    def positions(self) -> torch.Tensor:
+        """(l, 3) rotary coordinates (time ticks, y, x). Audio sits at y = x = -1, outside the video's grid."""
+        _, h, w = self.grid
+        idx = torch.arange(self.lv)
+        vy, vx = (idx // w) % h, idx % w
+        video = torch.stack([self.video_times * self.ref_rate, vy.double(), vx.double()], dim=1)
+        audio = torch.stack(
+            [self.audio_times * self.ref_rate, -torch.ones(self.la).double(), -torch.ones(self.la).double()], 1
+        )
+        return torch.cat([video, audio])[self.perm].float()
+
+    @property
+    def finest_spacing(self) -> float:
+        """Smallest gap between token times, in rotary ticks."""
+        return float(min(self.video_patch[0] / self.video_rate, self.audio_patch / self.audio_rate)) * self.ref_rate
+
+    @property
+    def span(self) -> float:
+        """Clip duration in rotary ticks."""
+        return float(self.grid[0] * self.video_patch[0] / self.video_rate) * self.ref_rate
+
+    def token_mask_before(self, seconds: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-modality masks (lv,), (la,) of tokens whose span ends by `seconds` (for continuation)."""
+        v_end = self.video_times + 0.5 * float(self.video_patch[0] / self.video_rate)
+        a_end = self.audio_times + 0.5 * float(self.audio_patch / self.audio_rate)
+        eps = 1e-9
+        return v_end <= seconds + eps, a_end <= seconds + eps
+
+    def describe(self) -> str:
+        return (
+            f"{self.lv} video tokens ({self.grid[0]}x{self.grid[1]}x{self.grid[2]}, dim {self.pv}) + {self.la} audio "
+            f"tokens (dim {self.pa}), {self.per_window} audio tokens per video window; {self.l} in all"
+        )
+
+
+def rope_periods(n_pairs: int, min_period: float, max_period: float) -> torch.Tensor:
+    """Geometric periods from min_period to max_period: (n_pairs,)."""
+    if n_pairs == 1:
+        return torch.tensor([max_period])
+    return torch.logspace(math.log10(min_period), math.log10(max_period), n_pairs)
