@@ -27,7 +27,9 @@ def onset_strength(audio: torch.Tensor | np.ndarray, sr: int) -> tuple[np.ndarra
     hop = max(1, round(HOP_S * sr))
     n_fft = 1 << int(np.ceil(np.log2(0.016 * sr)))  # ~16 ms window
     spec = torch.stft(x, n_fft, hop, window=torch.hann_window(n_fft), center=True, return_complex=True).abs()
-    logmag = torch.log1p(1000.0 * spec)  # (f, m)
+    # per-bin noise floor (the median over time: events are sparse) so background noise does not count as onsets
+    floor = 3.0 * spec.median(dim=1, keepdim=True).values + 1e-3 * spec.max() + 1e-8  # (f, 1)
+    logmag = torch.log(torch.maximum(spec, floor) / floor)  # (f, m), 0 at or below the floor
     rise = (logmag[:, 1:] - logmag[:, :-1]).clamp_min(0).sum(0)
     flux = torch.cat([rise[:1] * 0, rise]).numpy()
     return flux.astype(np.float32), sr / hop

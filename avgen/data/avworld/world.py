@@ -66,6 +66,7 @@ class AVWorld(Dataset):
         peak = float(np.abs(scene.audio).max())
         target = rng.uniform(0.5, 0.9)
         audio = scene.audio * (target / peak) if peak > 0 else scene.audio
+        audio = audio + room_tone(rng, audio.shape)
         caption = CAPTIONS[family](rng, scene.attributes)
         meta = {"family": family, "attributes": scene.attributes, "events": [float(e) for e in scene.events],
                 "seed": self.seed, "index": int(index)}  # fmt: skip
@@ -79,3 +80,13 @@ class AVWorld(Dataset):
             caption=caption,
             meta=meta,
         )
+
+
+ROOM_TONE = 0.003  # std of the background noise (about -50 dBFS): real recordings are never digitally silent
+
+
+def room_tone(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Quiet, slightly low-passed noise under every clip, so no spectrogram bin is exact digital silence."""
+    noise = rng.standard_normal(shape).astype(np.float32)
+    noise[..., 1:] += noise[..., :-1]  # a gentle low-pass
+    return (ROOM_TONE / np.sqrt(2.0)) * noise
