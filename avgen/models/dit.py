@@ -155,6 +155,7 @@ class AVDiT(nn.Module):
         modality_mlp: bool = False,
         max_seconds: float = 30.0,
         null_tokens: int = 1,
+        abs_pos: int = 0,
         grad_checkpointing: bool = False,
     ) -> None:
         super().__init__()
@@ -162,12 +163,14 @@ class AVDiT(nn.Module):
             raise ValueError(f"width {width} must split into {heads} heads of a size divisible by 4")
         self.config = dict(video_dim=video_dim, audio_dim=audio_dim, width=width, depth=depth, heads=heads,
                            mlp_ratio=mlp_ratio, text_dim=text_dim, modality_mlp=modality_mlp,
-                           max_seconds=max_seconds, null_tokens=null_tokens)  # fmt: skip
+                           max_seconds=max_seconds, null_tokens=null_tokens, abs_pos=abs_pos)  # fmt: skip
         self.grad_checkpointing = grad_checkpointing
         self.heads = heads
         self.in_video = nn.Linear(video_dim, width)
         self.in_audio = nn.Linear(audio_dim, width)
         self.modality = nn.Parameter(torch.zeros(2, width))  # learned modality embedding
+        # optional learned absolute embedding of the sequence position, beside the rotary one (abs_pos = table size)
+        self.pos = nn.Parameter(torch.zeros(abs_pos, width)) if abs_pos else None
         self.t_embed = TimestepEmbedder(width)
         self.null_text = nn.Parameter(torch.zeros(1, null_tokens, text_dim))  # the "no caption" text
         self.blocks = nn.ModuleList([DiTBlock(width, heads, text_dim, mlp_ratio, modality_mlp) for _ in range(depth)])
@@ -186,6 +189,8 @@ class AVDiT(nn.Module):
         nn.init.normal_(self.t_embed.mlp[2].weight, std=0.02)
         nn.init.normal_(self.modality, std=0.02)
         nn.init.normal_(self.null_text, std=0.02)
+        if self.pos is not None:
+            nn.init.normal_(self.pos, std=0.02)
         for block in self.blocks:
             nn.init.zeros_(block.ada[-1].weight)
             nn.init.zeros_(block.ada[-1].bias)
@@ -217,6 +222,10 @@ class AVDiT(nn.Module):
         xv = self.in_video(video_tokens) + self.modality[0]  # (b, lv, d)
         xa = self.in_audio(audio_tokens) + self.modality[1]  # (b, la, d)
         x = layout.interleave(xv, xa)  # (b, l, d)
+        if self.pos is not None:
+            if layout.l > self.pos.shape[0]:
+                raise ValueError(f"{layout.l} tokens exceed the DiT's abs_pos table ({self.pos.shape[0]})")
+            x = x + self.pos[: layout.l]
         t = layout.interleave(t_video[..., None], t_audio[..., None])[..., 0]  # (b, l)
         levels, mod_index = torch.unique(t, return_inverse=True)  # (u,), (b, l): modulation once per distinct level
         t_emb = self.t_embed(levels)  # (u, d)
