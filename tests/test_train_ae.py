@@ -1,0 +1,135 @@
+"""AE training: the loss falls, resume is exact, the CLI runs end to end, checkpoints survive crashes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from avgen.autoencoders import load
+from avgen.autoencoders.losses import AudioAELoss, VideoAELoss
+from avgen.autoencoders.video import VideoVAE
+from avgen.data.avworld import AVWorld
+from avgen.train.ae_loop import AETrainConfig, make_batch, train_autoencoder
+from avgen.train.checkpoint import (
+    capture_rng_state,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+
+
+def small_video_ae() -> VideoVAE:
+    torch.manual_seed(0)
+    return VideoVAE(latent_channels=8, width=16, mults=[1, 2, 2], blocks=1, latent_blocks=1)
+
+
+def test_training_lowers_the_loss_on_a_fixed_batch(tmp_path):
+    clip = AVWorld(seed=3, families=["bounce"])[0]
+    data = [clip] * 4  # one clip: a fixed batch
+    cfg = AETrainConfig(steps=60, batch_size=2, lr=3e-3, warmup=5, crop_frames=4, ckpt_every=1000,
+                        stats_batches=1, progress=False)  # fmt: skip
+    ae, loss_fn = small_video_ae(), VideoAELoss()
+    x = make_batch(data, "video", 0, cfg, ae.geometry)
+
+    def loss_now() -> float:
+        torch.manual_seed(123)
+        with torch.no_grad():
+            return float(loss_fn(ae, x)["loss"])
+
+    before = loss_now()
+    train_autoencoder(ae, loss_fn, data, cfg, tmp_path)
+    after = loss_now()
+    assert after <= 0.7 * before, (before, after)
+    exported = load(tmp_path / "export")
+    assert exported.latent_std.min() > 0 and not torch.equal(exported.latent_std, torch.ones_like(exported.latent_std))
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resume_continues_bit_for_bit(tmp_path):
+    data = AVWorld(seed=1)
+    cfg = AETrainConfig(steps=6, batch_size=2, crop_frames=4, ckpt_every=3, stats_batches=1, progress=False, warmup=2)
+    straight = small_video_ae()
+    train_autoencoder(straight, VideoAELoss(), data, cfg, tmp_path / "a")
+
+    calls = {"n": 0}
+    base_loss = VideoAELoss()
+
+    def crashing(ae, x):
+        calls["n"] += 1
+        if calls["n"] == 5:  # dies during step 5, after the step-3 checkpoint
+            raise Crash()
+        return base_loss(ae, x)
+
+    interrupted = small_video_ae()
+    with pytest.raises(Crash):
+        train_autoencoder(interrupted, crashing, data, cfg, tmp_path / "b")
+    assert latest_checkpoint(tmp_path / "b" / "checkpoints").name == "step_00000003.pt"
+    resumed = small_video_ae()
+    train_autoencoder(resumed, VideoAELoss(), data, cfg, tmp_path / "b")
+    state = load_checkpoint(latest_checkpoint(tmp_path / "b" / "checkpoints"))
+    assert state["step"] == 6
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    opt_a = load_checkpoint(latest_checkpoint(tmp_path / "a" / "checkpoints"))["optimizer"]["state"]
+    for k in opt_a:
+        assert torch.equal(opt_a[k]["exp_avg"], state["optimizer"]["state"][k]["exp_avg"])
+
+
+def test_checkpoints_are_atomic_and_pruned(tmp_path, monkeypatch):
+    for step in (1, 2, 3, 4):
+        save_checkpoint(tmp_path, step, {"w": torch.full((3,), float(step))}, keep=2)
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000003.pt", "step_00000004.pt"]
+
+    def dying_save(obj, f, *args, **kwargs):
+        with open(f, "wb") as fh:
+            fh.write(b"half a checkpoint")
+        raise OSError("killed mid-save")
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(OSError):
+        save_checkpoint(tmp_path, 5, {"w": torch.zeros(3)}, keep=2)
+    monkeypatch.undo()
+    assert latest_checkpoint(tmp_path).name == "step_00000004.pt"
+    assert torch.equal(load_checkpoint(latest_checkpoint(tmp_path))["w"], torch.full((3,), 4.0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000003.pt", "step_00000004.pt"]
+
+
+def test_rng_state_round_trip_through_a_checkpoint(tmp_path):
+    g = torch.Generator().manual_seed(5)
+    state = capture_rng_state({"noise": g})
+    expected = (torch.rand(3), torch.rand(2, generator=g))
+    save_checkpoint(tmp_path, 1, {"rng": state})
+    torch.rand(10)
+    restore_rng_state(load_checkpoint(tmp_path / "step_00000001.pt")["rng"], {"noise": g})
+    assert torch.equal(torch.rand(3), expected[0]) and torch.equal(torch.rand(2, generator=g), expected[1])
+
+
+def test_audio_loss_terms():
+    from avgen.autoencoders.audio import SeanetAudioAE
+
+    ae = SeanetAudioAE(latent_channels=4, n_filters=4)
+    terms = AudioAELoss(sample_rate=16000)(ae, AVWorld()[0].audio[None, :, :16000])
+    assert {"loss", "stft", "mel", "l1", "kl"} <= set(terms) and torch.isfinite(terms["loss"])
+
+
+def test_cli_debug_run_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "avgen.cli.train_ae", "ae=audio_tiny", "trainer.steps=3", "trainer.batch_size=2",
+           "trainer.stats_batches=1", "trainer.log_every=1", "trainer.progress=false", "ae.model.n_filters=4",
+           f"out_dir={out}"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2, 3] and all("mel" in x for x in lines)
+    assert load(out / "export").geometry.latent_rate == 40
+    bad = subprocess.run(cmd[:3] + ["ae=nonexistent"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "nonexistent" in bad.stderr and "Traceback" not in bad.stderr
