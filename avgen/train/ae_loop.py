@@ -6,7 +6,6 @@ Batches are a pure function of (seed, step), so a resumed run sees exactly the d
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from avgen.train.checkpoint import (
     save_checkpoint,
 )
 from avgen.train.logging import MetricsLogger
+from avgen.train.schedule import lr_factor
 
 
 @dataclass
@@ -44,14 +44,6 @@ class AETrainConfig:
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
-
-
-def lr_factor(step: int, cfg: AETrainConfig) -> float:
-    """Linear warmup, then cosine from 1 to min_lr_ratio."""
-    if step < cfg.warmup:
-        return (step + 1) / cfg.warmup
-    p = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p))
 
 
 def make_batch(data, modality: str, step: int, cfg: AETrainConfig, geometry) -> torch.Tensor:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from avgen.train.checkpoint import (
 )
 from avgen.train.ema import EMA
 from avgen.train.logging import MetricsLogger
+from avgen.train.schedule import lr_factor
 
 
 @dataclass
@@ -46,13 +46,6 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
-
-
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup:
-        return (step + 1) / cfg.warmup
-    p = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p))
 
 
 def batch_indices(step: int, batch: int, n: int, seed: int) -> list[int]:
