@@ -73,5 +73,5 @@ class EncodecAdapter(Autoencoder):
             raise ValueError(f"encodec24k is mono: expected (b, 1, n), got {tuple(x.shape)}")
         return self.encoder(x), None  # (b, 128, n / 320)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)  # (b, 1, m * 320)
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)  # (b, 1, m * 320); `decode` (base class) checks z and clamps
