@@ -123,8 +123,7 @@ def test_audio_loss_terms():
 
 def test_cli_debug_run_end_to_end(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "avgen.cli.train_ae", "ae=audio_tiny", "trainer.steps=3", "trainer.batch_size=2",
-           "trainer.stats_batches=1", "trainer.log_every=1", "trainer.progress=false", "ae.model.n_filters=4",
+    cmd = [sys.executable, "-m", "avgen.cli.train_ae", "ae=audio_tiny", "debug=ae_cpu", "ae.model.n_filters=4",
            f"out_dir={out}"]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
