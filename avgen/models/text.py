@@ -38,6 +38,9 @@ class TextEncoder(nn.Module):
         super().__init__()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
         directory = Path(path) if path else packaged_minilm_dir()
         if not directory.is_dir():

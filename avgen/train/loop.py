@@ -8,16 +8,13 @@ and caption dropout from the objective's per-sample generators.
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from tqdm import tqdm
 
-from avgen._atomic import atomic_path
 from avgen.train.checkpoint import (
     capture_rng_state,
     latest_checkpoint,
@@ -43,6 +40,7 @@ class TrainConfig:
     ckpt_every: int = 500
     keep: int = 3
     log_every: int = 20
+    val_every: int = 0  # 0: no validation
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
@@ -72,8 +70,11 @@ class LatentBatcher:
         return xv.to(self.device), xa.to(self.device), states.to(self.device), mask.to(self.device)
 
 
-def train_dit(model, objective, batcher: LatentBatcher, n_items: int, cfg: TrainConfig, out_dir: str | Path) -> dict:
-    """Train (or resume) the DiT; checkpoints in out_dir/checkpoints, metrics in out_dir/metrics.jsonl."""
+def train_dit(
+    model, objective, batcher: LatentBatcher, n_items: int, cfg: TrainConfig, out_dir: str | Path, validate=None
+) -> dict:
+    """Train (or resume) the DiT; checkpoints in out_dir/checkpoints, metrics in out_dir/metrics.jsonl.
+    validate(ema_model, step) -> metrics runs every cfg.val_every steps (see avgen.train.validate)."""
     out = Path(out_dir)
     device = torch.device(cfg.device)
     model.to(device).train()
@@ -122,6 +123,8 @@ def train_dit(model, objective, batcher: LatentBatcher, n_items: int, cfg: Train
         bar.set_postfix(loss=f"{last['loss']:.4f}")
         if step % cfg.log_every == 0 or step == cfg.steps:
             logger.log(step, last)
+        if validate is not None and cfg.val_every and step % cfg.val_every == 0:
+            logger.log(step, validate(ema.model, step))
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             save_checkpoint(out / "checkpoints", step, {
                 "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
@@ -130,14 +133,3 @@ def train_dit(model, objective, batcher: LatentBatcher, n_items: int, cfg: Train
     bar.close()
     logger.close()
     return last | {"ema": ema}
-
-
-def export_dit(model, directory: str | Path, extra: dict) -> Path:
-    """model.safetensors (the given weights, e.g. the EMA) + config.json with the network config and `extra`."""
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    with atomic_path(d / "model.safetensors") as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))
-    with atomic_path(d / "config.json") as tmp:
-        tmp.write_text(json.dumps({"dit": model.config, **extra}, indent=2) + "\n")
-    return d

@@ -1,0 +1,142 @@
+"""avgen-generate: prompts (and optional input media) -> mp4s with synchronized sound. See conf/generate.yaml."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from avgen.cli.common import CONFIG_DIR, friendly_errors
+from avgen.media import MediaError, read_clip
+
+DEFAULT_MODEL = Path(CONFIG_DIR).parent / "assets" / "default"
+FREE_TEXT_KEYS = ("prompt", "input", "out", "model", "prompts_file")
+
+
+def quote_free_text(argv: list[str]) -> list[str]:
+    """Let `prompt=a man says 'hi', twice` through Hydra's override grammar by quoting free-text values."""
+    out = []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if eq and key.lstrip("+~") in FREE_TEXT_KEYS and not (value[:1] in "'\"" and value[-1:] == value[:1] != ""):
+            arg = f'{key}="' + value.replace('"', '\\"').replace("${", "\\${") + '"'
+        out.append(arg)
+    return out
+
+
+def prompts_of(cfg: DictConfig) -> list[str]:
+    if cfg.prompts_file:
+        path = Path(cfg.prompts_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"prompts_file={path} does not exist")
+        prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        if not prompts:
+            raise ValueError(f"prompts_file={path} has no prompts (one prompt a line)")
+        return prompts
+    prompt = str(cfg.prompt or "").strip()
+    if not prompt and cfg.task in ("t2av", "t2v", "t2a"):
+        raise ValueError(f'task {cfg.task} needs a prompt: avgen-generate prompt="a small red ball bounces around"')
+    return [prompt]
+
+
+def output_path(cfg: DictConfig, prompt: str, index: int, many: bool) -> Path:
+    suffix = ".wav" if cfg.task == "t2a" else ".mp4"
+    slug = re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")[:40] or "clip"
+    name = f"{cfg.task}_{index:03d}_{slug}_s{cfg.seed}{suffix}" if many else f"{cfg.task}_{slug}_s{cfg.seed}{suffix}"
+    if cfg.out is None:
+        return Path("outputs/generate") / name
+    out = Path(cfg.out)
+    if many or out.is_dir() or str(cfg.out).endswith("/"):
+        return out / name
+    if out.suffix.lower() not in (".mp4", ".mov", ".m4v", ".wav", ".flac"):
+        raise ValueError(f"out={out}: give an .mp4 path (.wav/.flac for t2a) or a directory")
+    return out
+
+
+def task_inputs(cfg: DictConfig, pipe) -> dict:
+    """Read input= for a2v / v2a / extend at the model's rate, fps and frame size."""
+    if cfg.task not in ("a2v", "v2a", "extend"):
+        if cfg.input:
+            raise ValueError(f"input= is for task=a2v, v2a or extend, not task={cfg.task}")
+        return {}
+    if not cfg.input:
+        example = {"a2v": "speech.wav", "v2a": "silent.mp4", "extend": "clip.mp4"}[cfg.task]
+        raise ValueError(f"task={cfg.task} needs an input file: avgen-generate task={cfg.task} input={example}")
+    path = Path(cfg.input)
+    if not path.is_file():
+        raise FileNotFoundError(f"input={path} does not exist")
+    if cfg.task == "a2v":
+        clip = read_clip(path, sample_rate=pipe.sample_rate)
+        if clip.audio.shape[-1] == 0:
+            raise MediaError(f"{path}: has no audio samples")
+        return {"audio": clip.audio}
+    if cfg.task == "v2a":
+        clip = read_clip(path, fps=pipe.fps, size=pipe.size, sample_rate=pipe.sample_rate, missing_audio="silence")
+        if clip.video.shape[0] == 0:
+            raise MediaError(f"{path}: has no video frames (v2a needs a video)")
+        return {"video": clip.video}
+    clip = read_clip(path, fps=pipe.fps, size=pipe.size, sample_rate=pipe.sample_rate)
+    return {"clip": clip, "seconds": float(cfg.seconds)}
+
+
+def run(cfg: DictConfig) -> list[Path]:
+    from avgen.pipeline import TASKS, AVGenPipeline
+
+    t0 = time.perf_counter()
+    if cfg.task not in TASKS:
+        raise ValueError(f"task={cfg.task}: choose one of {', '.join(TASKS)}")
+    prompts = prompts_of(cfg)
+    model = Path(cfg.model) if cfg.model else DEFAULT_MODEL
+    if not (model / "dit").is_dir():
+        raise FileNotFoundError(
+            f"no trained model in {model} (dit/ is missing): pass model=DIR (an avgen-train export directory)"
+        )
+    pipe = AVGenPipeline.from_pretrained(model, device=cfg.device)
+    try:
+        inputs = task_inputs(cfg, pipe)
+    except (MediaError, ValueError) as e:
+        raise type(e)(str(e) if str(cfg.input) in str(e) else f"input={cfg.input}: {e}") from e
+    sampler = {k: cfg[k] for k in ("steps", "cfg_video", "cfg_audio", "method", "shift") if cfg[k] is not None}
+    print(f"model {model} ({pipe.model_hash}) loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    written = []
+    for i, prompt in enumerate(prompts):
+        t1 = time.perf_counter()
+        try:
+            clip = pipe(
+                prompt, cfg.task, seed=int(cfg.seed), duration=cfg.duration, progress=cfg.progress, **inputs, **sampler
+            )
+        except MediaError as e:
+            raise MediaError(f"input={cfg.input}: {e}" if cfg.input else str(e)) from e
+        path = output_path(cfg, prompt, i, len(prompts) > 1)
+        meta = {
+            "prompt": prompt,
+            "seed": str(cfg.seed),
+            "task": cfg.task,
+            "model_hash": pipe.model_hash,
+            "steps": str(pipe.settings(**sampler).steps),
+            "generator": "avgen",
+        }
+        clip.save(path, metadata=meta)
+        written.append(path)
+        print(f"{path}  ({time.perf_counter() - t1:.1f} s; {time.perf_counter() - t0:.1f} s in all)")
+    return written
+
+
+# its own config directory: `model=DIR` must stay a plain key, not the conf/model group of avgen-train
+@hydra.main(version_base="1.3", config_path=str(Path(CONFIG_DIR) / "generate"), config_name="generate")
+@friendly_errors
+def _hydra_main(cfg: DictConfig) -> None:
+    run(cfg)
+
+
+def main() -> None:
+    sys.argv = [sys.argv[0], *quote_free_text(sys.argv[1:])]
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

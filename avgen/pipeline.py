@@ -1,0 +1,275 @@
+"""AVGenPipeline: a trained model directory -> clips with synchronized sound, for every task.
+
+A model directory holds three parts, each loadable on its own:
+
+    dit/model.safetensors, dit/config.json   the joint DiT and everything about the clip format it was trained on
+    video_ae/, audio_ae/                     the autoencoders (avgen.autoencoders.load)
+
+    pipe = AVGenPipeline.from_pretrained("assets/default")
+    clip = pipe("a small red ball bounces around with soft thuds", seed=1)
+    clip.save("ball.mp4")
+
+Tasks: t2av (default), t2v, t2a, a2v (audio given), v2a (video given), extend (a clip continued by sliding windows).
+Given samples and frames are copied into the output; only the generated spans are decoded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from avgen.autoencoders import Autoencoder, load
+from avgen.data.batch import video_from_model, video_to_model
+from avgen.media import AVClip
+from avgen.models.dit import AVDiT
+from avgen.sampling import Given, guided_velocity, schedule, solve
+from avgen.tokens import AVTokenLayout
+
+TASKS = ("t2av", "t2v", "t2a", "a2v", "v2a", "extend")
+
+
+@dataclass
+class SamplerSettings:
+    method: str = "euler"
+    steps: int = 16
+    shift: float = 1.0
+    cfg_video: float = 3.0
+    cfg_audio: float = 3.0
+
+
+def file_hash(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class AVGenPipeline:
+    """The DiT, both autoencoders and the text encoder of one trained model; call it to generate an AVClip."""
+
+    def __init__(
+        self,
+        dit: AVDiT,
+        video_ae: Autoencoder,
+        audio_ae: Autoencoder,
+        text_encoder,
+        config: dict,
+        model_hash: str = "untrained",
+    ) -> None:
+        self.dit, self.video_ae, self.audio_ae, self.text = dit.eval(), video_ae.eval(), audio_ae.eval(), text_encoder
+        self.config = config
+        self.clip_cfg = config["clip"]
+        self.tokens_cfg = config["tokens"]
+        self.sampler = SamplerSettings(**config.get("sampler", {}))
+        self.model_hash = model_hash
+        self.fps = float(video_ae.geometry.input_rate)
+        self.sample_rate = int(audio_ae.geometry.input_rate)
+        self.size = tuple(self.clip_cfg["size"])
+        self.duration = float(self.clip_cfg["duration"])
+        self._layouts: dict[float, AVTokenLayout] = {}
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.dit.parameters()).device
+
+    # ------------------------------------------------------------------------------------------------------------
+    # loading
+    # ------------------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str = "cpu", text_encoder_path: str | None = None):
+        """Load dir/dit, dir/video_ae, dir/audio_ae and the text encoder named in dir/dit/config.json."""
+        from avgen.models.text import TextEncoder
+
+        d = Path(directory)
+        cfg_path, weights = d / "dit" / "config.json", d / "dit" / "model.safetensors"
+        if not cfg_path.is_file() or not weights.is_file():
+            raise FileNotFoundError(
+                f"{d} is not an avgen model directory: it needs dit/config.json and dit/model.safetensors "
+                f"(the export/ directory of an avgen-train run, or assets/default)"
+            )
+        config = json.loads(cfg_path.read_text())
+        for key in ("dit", "clip", "tokens"):
+            if key not in config:
+                raise ValueError(f"{cfg_path} has no {key!r} section; re-export the model with avgen-train")
+        video_ae, audio_ae = load(d / "video_ae", device), load(d / "audio_ae", device)
+        dit = AVDiT(**config["dit"])
+        state = load_file(str(weights))
+        state = {k: v.float() for k, v in state.items()}  # weights may be stored in fp16
+        missing, unexpected = dit.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{weights} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        text_cfg = dict(config.get("text_encoder") or {})
+        text_cfg.pop("_target_", None)
+        text = TextEncoder(path=text_encoder_path or text_cfg.get("path"), max_tokens=text_cfg.get("max_tokens", 32))
+        return cls(dit.to(device), video_ae, audio_ae, text, config, model_hash=file_hash(weights)[:16])
+
+    def layout(self, duration: float) -> AVTokenLayout:
+        if duration not in self._layouts:
+            self._layouts[duration] = AVTokenLayout.from_autoencoders(
+                self.video_ae,
+                self.audio_ae,
+                duration,
+                self.size,
+                video_patch=tuple(self.tokens_cfg["video_patch"]),
+                audio_patch=self.tokens_cfg["audio_patch"],
+                ref_rate=self.tokens_cfg["ref_rate"],
+            )
+        return self._layouts[duration]
+
+    def valid_duration(self, seconds: float) -> float:
+        """The shortest duration >= seconds that both autoencoders and the token layout accept."""
+        step = Fraction(1) / Fraction(self.layout(self.duration).video_rate)  # one video latent frame
+        step *= self.tokens_cfg["video_patch"][0]
+        n = max(1, -(-Fraction(seconds).limit_denominator(10_000) // step))
+        return float(n * step)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # encoding / decoding
+    # ------------------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, video: torch.Tensor | None, audio: torch.Tensor | None, layout: AVTokenLayout):
+        """uint8 (t, h, w, 3) frames and (c, n) audio of one clip -> normalised tokens (1, l, p) (zeros if None).
+        Shorter inputs fill the start of the layout's span (for extend's context window)."""
+        zv = torch.zeros(1, *layout.video_latent)
+        za = torch.zeros(1, *layout.audio_latent)
+        if video is not None:
+            z = self.video_ae.normalize(self.video_ae.encode(video_to_model(video[None]).to(self.device)))
+            zv[:, :, : z.shape[2]] = z.cpu().float()
+        if audio is not None:
+            z = self.audio_ae.normalize(self.audio_ae.encode(audio[None].to(self.device)))
+            za[:, :, : z.shape[2]] = z.cpu().float()
+        return layout.patchify(zv, za)
+
+    @torch.no_grad()
+    def decode(self, xv: torch.Tensor, xa: torch.Tensor, layout: AVTokenLayout, video: bool = True, audio: bool = True):
+        zv, za = layout.unpatchify(xv, xa)
+        frames = self.video_ae.decode(self.video_ae.denormalize(zv.to(self.device))).cpu() if video else None
+        frames = video_from_model(frames[0]) if frames is not None else None  # (t, h, w, 3) uint8
+        wave = self.audio_ae.decode(self.audio_ae.denormalize(za.to(self.device)))[0].float().cpu() if audio else None
+        return frames, wave
+
+    # ------------------------------------------------------------------------------------------------------------
+    # sampling
+    # ------------------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_tokens(
+        self,
+        prompts: list[str],
+        layout: AVTokenLayout,
+        seed: int,
+        given: Given | None = None,
+        sampler: SamplerSettings | None = None,
+        progress: bool = False,
+    ):
+        """Denoise both modalities together for each prompt; returns video and audio tokens (b, l, p)."""
+        s = sampler or self.sampler
+        b = len(prompts)
+        g = torch.Generator().manual_seed(int(seed))
+        noise = (torch.randn(b, layout.lv, layout.pv, generator=g), torch.randn(b, layout.la, layout.pa, generator=g))
+        dev = self.device
+        if all(not p.strip() for p in prompts):  # no caption: the learned null text, guidance has nothing to add
+            text, mask = self.dit.null_text_batch(b)
+            s = SamplerSettings(s.method, s.steps, s.shift, 1.0, 1.0)
+        else:
+            text, mask = self.text(prompts)
+        text, mask = text.to(dev), mask.to(dev)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
+
+        def model_fn(xs, levels, drop):
+            n = xs[0].shape[0]
+            reps = n // b
+            with autocast:
+                out = self.dit(
+                    xs[0],
+                    xs[1],
+                    levels[0],
+                    levels[1],
+                    text.repeat(reps, 1, 1),
+                    mask.repeat(reps, 1),
+                    layout,
+                    drop_text=drop,
+                )
+            return tuple(o.float() for o in out)
+
+        velocity = guided_velocity(model_fn, (s.cfg_video, s.cfg_audio))
+        if given is not None:
+            given = Given(tuple(m.to(dev) for m in given.masks), tuple(v.to(dev) for v in given.values))
+        xs = solve(velocity, tuple(x.to(dev) for x in noise), schedule(s.steps, s.shift), s.method, given, progress)
+        return xs[0].cpu(), xs[1].cpu()
+
+    def settings(self, steps=None, cfg_video=None, cfg_audio=None, method=None, shift=None) -> SamplerSettings:
+        s = self.sampler
+        return SamplerSettings(
+            method=method or s.method,
+            steps=int(steps or s.steps),
+            shift=float(shift or s.shift),
+            cfg_video=float(s.cfg_video if cfg_video is None else cfg_video),
+            cfg_audio=float(s.cfg_audio if cfg_audio is None else cfg_audio),
+        )
+
+    def __call__(
+        self,
+        prompt: str = "",
+        task: str = "t2av",
+        *,
+        video: torch.Tensor | None = None,
+        audio: torch.Tensor | None = None,
+        clip: AVClip | None = None,
+        seconds: float = 2.0,
+        duration: float | None = None,
+        seed: int = 0,
+        progress: bool = False,
+        **sampler,
+    ) -> AVClip:
+        """Generate one clip. t2av/t2v/t2a: from the prompt; a2v: `audio` (c, n) at the model's rate is given;
+        v2a: `video` (t, h, w, 3) uint8 at the model's fps and size is given; extend: `clip` continued by `seconds`."""
+        from avgen.tasks import run_task
+
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
+        out = run_task(
+            self,
+            task,
+            prompt,
+            video=video,
+            audio=audio,
+            clip=clip,
+            seconds=seconds,
+            duration=duration,
+            seed=seed,
+            settings=self.settings(**sampler),
+            progress=progress,
+        )
+        out.caption = prompt
+        out.meta.update({"prompt": prompt, "seed": str(seed), "task": task, "model_hash": self.model_hash})
+        return out
+
+
+def export_model(
+    dit: AVDiT, directory: str | Path, config: dict, video_ae: Autoencoder, audio_ae: Autoencoder, half: bool = False
+) -> Path:
+    """Write a model directory that AVGenPipeline.from_pretrained loads: dit/ (safetensors + config.json with the
+    network, clip format, tokens, text encoder and sampler defaults) beside video_ae/ and audio_ae/."""
+    from safetensors.torch import save_file
+
+    from avgen._atomic import atomic_path
+    from avgen.autoencoders import save_autoencoder
+
+    d = Path(directory)
+    (d / "dit").mkdir(parents=True, exist_ok=True)
+    dtype = torch.float16 if half else torch.float32
+    state = {k: v.detach().to(dtype).contiguous().cpu() for k, v in dit.state_dict().items()}
+    with atomic_path(d / "dit" / "model.safetensors") as tmp:
+        save_file(state, str(tmp))
+    with atomic_path(d / "dit" / "config.json") as tmp:
+        tmp.write_text(json.dumps({"dit": dit.config, **config}, indent=2) + "\n")
+    save_autoencoder(video_ae, d / "video_ae")
+    save_autoencoder(audio_ae, d / "audio_ae")
+    return d
