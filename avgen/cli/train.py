@@ -1,10 +1,16 @@
-"""avgen-train: train the joint DiT on cached latents with Hydra configs (conf/train.yaml). Rerun to resume."""
+"""avgen-train: train the joint DiT with Hydra configs (conf/train.yaml). Rerun the same command to resume.
+
+avgen-train latents=runs/latents out_dir=runs/dit                 # on cached latents (tools/cache_latents.py)
+avgen-train data=avworld out_dir=runs/dit                         # clips encoded on the fly
+torchrun --standalone --nproc_per_node 2 -m avgen.cli.train latents=...         # DDP (gloo on CPU, NCCL on CUDA)
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -14,22 +20,29 @@ from avgen.data.latents import LatentShards
 from avgen.models.dit import build_dit
 from avgen.pipeline import AVGenPipeline, export_model
 from avgen.tokens import AVTokenLayout
-from avgen.train.loop import LatentBatcher, TrainConfig, train_dit
+from avgen.train.batches import ClipBatcher, LatentBatcher
+from avgen.train.distributed import setup, teardown
+from avgen.train.loop import TrainConfig, check_config, train_dit
 from avgen.train.validate import Validator
 
 
-def run(cfg: DictConfig) -> dict:
-    OmegaConf.resolve(cfg)
-    video_ae, audio_ae = load(cfg.video_ae.path), load(cfg.audio_ae.path)
-    layout = AVTokenLayout.from_autoencoders(
-        video_ae,
-        audio_ae,
-        cfg.clip.duration,
-        tuple(cfg.clip.size),
-        video_patch=tuple(cfg.tokens.video_patch),
-        audio_patch=cfg.tokens.audio_patch,
-        ref_rate=cfg.tokens.ref_rate,
-    )
+def _layout(cfg: DictConfig, video_ae, audio_ae) -> AVTokenLayout:
+    for key, ae, name in (("fps", video_ae, "video"), ("sample_rate", audio_ae, "audio")):
+        if cfg.clip.get(key) is not None and float(cfg.clip[key]) != float(ae.geometry.input_rate):
+            raise ValueError(
+                f"clip.{key}={cfg.clip[key]} but the {name} autoencoder ({cfg[name + '_ae'].path}) runs at "
+                f"{ae.geometry.input_rate}: set clip.{key}={ae.geometry.input_rate} or use another {name}_ae"
+            )
+    return AVTokenLayout.from_autoencoders(
+        video_ae, audio_ae, cfg.clip.duration, tuple(cfg.clip.size), video_patch=tuple(cfg.tokens.video_patch),
+        audio_patch=cfg.tokens.audio_patch, ref_rate=cfg.tokens.ref_rate,
+    )  # fmt: skip
+
+
+def _batcher(cfg: DictConfig, layout, video_ae, audio_ae, text, device):
+    if cfg.latents is None:
+        data = instantiate(cfg.data)
+        return ClipBatcher(data, layout, video_ae, audio_ae, text, device), f"{type(data).__name__} on the fly"
     shards = LatentShards(cfg.latents, video_ae=video_ae, audio_ae=audio_ae)
     if tuple(shards.video.shape[1:]) != layout.video_latent or tuple(shards.audio.shape[1:]) != layout.audio_latent:
         raise ValueError(
@@ -37,34 +50,61 @@ def run(cfg: DictConfig) -> dict:
             f"but clip.duration={cfg.clip.duration} and clip.size={list(cfg.clip.size)} need {layout.video_latent} / "
             f"{layout.audio_latent}: cache latents with the same duration and size"
         )
+    return LatentBatcher(shards, layout, video_ae, audio_ae, text, device), f"{len(shards)} cached clips"
+
+
+def _init_from(model, directory: str) -> None:
+    """Start from a trained model directory's DiT weights (fine-tuning); shapes must match the model config."""
+    from safetensors.torch import load_file
+
+    weights = Path(directory) / "dit" / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"init_from={directory} has no dit/model.safetensors (use an avgen-train export dir)")
+    state = {k: v.float() for k, v in load_file(str(weights)).items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"init_from={directory} does not fit model={dict(model.config)}: {str(e)[:300]}") from e
+
+
+def run(cfg: DictConfig) -> dict:
+    OmegaConf.resolve(cfg)
     trainer = TrainConfig(**OmegaConf.to_container(cfg.trainer))
+    info = setup(trainer.device)
+    check_config(trainer, info.world_size)  # before anything slow
+    video_ae, audio_ae = load(cfg.video_ae.path, info.device), load(cfg.audio_ae.path, info.device)
+    layout = _layout(cfg, video_ae, audio_ae)
     text = instantiate(cfg.text_encoder)
+    batcher, source = _batcher(cfg, layout, video_ae, audio_ae, text, info.device)
     model_cfg = OmegaConf.to_container(cfg.model)
+    torch.manual_seed(trainer.seed)  # the same initial weights on every rank and every rerun
     model = build_dit(model_cfg.pop("preset"), layout.pv, layout.pa, **model_cfg)
+    if cfg.get("init_from"):
+        _init_from(model, cfg.init_from)
     objective = instantiate(cfg.objective)
-    print(
-        f"{layout.describe()}; DiT {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; "
-        f"{len(shards)} cached clips -> {cfg.out_dir}"
-    )
-    batcher = LatentBatcher(shards, layout, video_ae, audio_ae, text, trainer.device)
+    if info.is_main:
+        print(f"{layout.describe()}; DiT {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; "
+              f"{source}; {info.world_size} rank(s) -> {cfg.out_dir}")  # fmt: skip
     validator = None
     if trainer.val_every:
         config = export_config(cfg, trainer)
         validator = Validator(lambda m: AVGenPipeline(m, video_ae, audio_ae, text, config), cfg.out_dir)
-    last = train_dit(model, objective, batcher, len(shards), trainer, cfg.out_dir, validate=validator)
-    export_model(last.pop("ema").model, Path(cfg.out_dir) / "export", export_config(cfg, trainer), video_ae, audio_ae)
-    print(
-        f"done: loss {last.get('loss', float('nan')):.4f}; EMA model exported to {cfg.out_dir}/export "
-        f"(AVGenPipeline.from_pretrained / avgen-generate model=...)"
-    )
+    last = train_dit(model, objective, batcher, len(batcher), trainer, cfg.out_dir, validate=validator, info=info)
+    if info.is_main:
+        export_model(last.pop("ema").model, Path(cfg.out_dir) / "export", export_config(cfg, trainer),
+                     video_ae, audio_ae)  # fmt: skip
+        print(f"done: loss {last.get('loss', float('nan')):.4f}; EMA model exported to {cfg.out_dir}/export "
+              f"(AVGenPipeline.from_pretrained / avgen-generate model=...)")  # fmt: skip
+    teardown()
     return last
 
 
 def export_config(cfg: DictConfig, trainer: TrainConfig) -> dict:
     """What a model directory needs besides the network: the clip format, tokens, text encoder, sampler defaults."""
     text = {k: v for k, v in OmegaConf.to_container(cfg.text_encoder).items() if k in ("path", "max_tokens")}
+    clip = {k: v for k, v in OmegaConf.to_container(cfg.clip).items() if k in ("duration", "size")}
     return {
-        "clip": OmegaConf.to_container(cfg.clip),
+        "clip": clip,
         "tokens": OmegaConf.to_container(cfg.tokens),
         "text_encoder": text,
         "sampler": OmegaConf.to_container(cfg.sampler),

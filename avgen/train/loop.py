@@ -1,8 +1,10 @@
-"""Training the joint DiT on cached latents: deterministic batches, AdamW + warmup/cosine, EMA, exact resume.
+"""Training the joint DiT: deterministic batches, AdamW + warmup/cosine, accumulation, EMA, DDP, exact resume.
 
 Device, dtype and autocast are decided once here (bf16 autocast on CUDA, fp32 on CPU). Every random choice is a
 pure function of (seed, step, global sample index): the data order from (seed, epoch), the noise, noise levels, task
-and caption dropout from the objective's per-sample generators.
+and caption dropout from the objective's per-sample generators. Each rank takes a contiguous slice of the global
+batch, each micro-batch's loss is weighted by its share, and DDP averages gradients over ranks, so the update is the
+gradient of the global per-sample mean however the batch is split across ranks and micro-batches.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import contextlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
+from avgen.train.batches import LatentBatcher, batch_indices  # noqa: F401  (re-exported for callers)
 from avgen.train.checkpoint import (
     capture_rng_state,
     latest_checkpoint,
@@ -22,6 +25,7 @@ from avgen.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from avgen.train.distributed import DistInfo, all_mean, any_rank, barrier
 from avgen.train.ema import EMA
 from avgen.train.logging import MetricsLogger
 from avgen.train.schedule import lr_factor
@@ -30,7 +34,8 @@ from avgen.train.schedule import lr_factor
 @dataclass
 class TrainConfig:
     steps: int = 20000
-    batch_size: int = 16
+    batch_size: int = 16  # global: summed over ranks and micro-batches
+    grad_accum: int = 1  # micro-batches per rank per step
     lr: float = 3e-4
     weight_decay: float = 0.01
     warmup: int = 500
@@ -46,90 +51,131 @@ class TrainConfig:
     progress: bool = True
 
 
-def batch_indices(step: int, batch: int, n: int, seed: int) -> list[int]:
-    """Dataset indices of batch `step`: a fresh permutation of the data each epoch, from (seed, epoch)."""
-    out = []
-    for i in range(step * batch, (step + 1) * batch):
-        epoch, pos = divmod(i, n)
-        out.append(int(np.random.default_rng([seed, epoch]).permutation(n)[pos]))
-    return out
+def check_config(cfg: TrainConfig, world_size: int) -> None:
+    """Stop before the first step on settings that cannot work, saying what to change."""
+    split = world_size * cfg.grad_accum
+    if cfg.batch_size % split:
+        raise ValueError(
+            f"trainer.batch_size={cfg.batch_size} does not split into {world_size} rank(s) x trainer.grad_accum="
+            f"{cfg.grad_accum} equal micro-batches: use a multiple of {split}"
+        )
+    for key in ("steps", "ckpt_every", "log_every", "keep"):
+        if getattr(cfg, key) < 1:
+            raise ValueError(f"trainer.{key} must be >= 1, got {getattr(cfg, key)}")
+    if cfg.lr <= 0 or not 0 <= cfg.ema_decay < 1:
+        raise ValueError(f"trainer.lr must be > 0 and trainer.ema_decay in [0, 1): got {cfg.lr}, {cfg.ema_decay}")
 
 
-class LatentBatcher:
-    """Cached raw latents -> normalised tokens and text states for one step."""
-
-    def __init__(self, shards, layout, video_ae, audio_ae, text_encoder, device) -> None:
-        self.shards, self.layout, self.text = shards, layout, text_encoder
-        self.video_ae, self.audio_ae, self.device = video_ae, audio_ae, device
-
-    def __call__(self, indices: list[int]):
-        zv = torch.stack([self.shards.video[i] for i in indices])  # (b, c, t, h, w)
-        za = torch.stack([self.shards.audio[i] for i in indices])  # (b, c, n)
-        xv, xa = self.layout.patchify(self.video_ae.normalize(zv), self.audio_ae.normalize(za))
-        states, mask = self.text([self.shards.captions[i] for i in indices])
-        return xv.to(self.device), xa.to(self.device), states.to(self.device), mask.to(self.device)
+def _local_info(cfg: TrainConfig) -> DistInfo:
+    return DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device(cfg.device))
 
 
-def train_dit(
-    model, objective, batcher: LatentBatcher, n_items: int, cfg: TrainConfig, out_dir: str | Path, validate=None
-) -> dict:
-    """Train (or resume) the DiT; checkpoints in out_dir/checkpoints, metrics in out_dir/metrics.jsonl.
-    validate(ema_model, step) -> metrics runs every cfg.val_every steps (see avgen.train.validate)."""
+def train_dit(model, objective, batcher, n_items: int, cfg: TrainConfig, out_dir: str | Path, validate=None,
+              info: DistInfo | None = None) -> dict:  # fmt: skip
+    """Train (or resume) the DiT; checkpoints in out_dir/checkpoints, metrics in out_dir/metrics.jsonl (rank 0).
+    validate(ema_model, step) -> metrics runs on rank 0 every cfg.val_every steps (see avgen.train.validate)."""
+    info = info or _local_info(cfg)
+    check_config(cfg, info.world_size)
     out = Path(out_dir)
-    device = torch.device(cfg.device)
-    model.to(device).train()
+    model.to(info.device).train()
     ema = EMA(model, cfg.ema_decay)
+    net = model
+    if info.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # device_ids=None: inputs are already on the device (and the layout argument must not be copied); unused
+        # parameters (the null text in a batch without caption dropout) are expected
+        net = DistributedDataParallel(model, device_ids=None, find_unused_parameters=True)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    step = 0
-    found = latest_checkpoint(out / "checkpoints")
-    if found is not None:
-        state = load_checkpoint(found, map_location=device)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        restore_rng_state(state["rng"])
-        step = int(state["step"])
-        print(f"resumed from {found} at step {step}")
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    logger = MetricsLogger(out)
-    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc="train dit", dynamic_ncols=True)
+    step = _resume(out, info, model, ema, opt, sched)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if info.device.type == "cuda" else contextlib.nullcontext()
+    logger = MetricsLogger(out, enabled=info.is_main)
+    bar = tqdm(total=cfg.steps, initial=step, disable=not (cfg.progress and info.is_main), desc="train dit")
+    local = cfg.batch_size // info.world_size
+    micro = local // cfg.grad_accum
     last: dict = {}
     while step < cfg.steps:
-        indices = batch_indices(step, cfg.batch_size, n_items, cfg.seed)
-        xv, xa, text, mask = batcher(indices)
-        seeds = [(cfg.seed, step, i) for i in range(len(indices))]
-        with autocast:
-            terms = objective(model, xv, xa, text, mask, batcher.layout, seeds)
-        if not torch.isfinite(terms["loss"]):
+        mine = batch_indices(step, cfg.batch_size, n_items, cfg.seed)[info.rank * local : (info.rank + 1) * local]
+        opt.zero_grad(set_to_none=True)
+        sums = {"loss": 0.0, "loss_video": 0.0, "loss_audio": 0.0}
+        for a in range(cfg.grad_accum):
+            xv, xa, text, mask = batcher(mine[a * micro : (a + 1) * micro])
+            first = info.rank * local + a * micro  # global index of this micro-batch's first sample
+            seeds = [(cfg.seed, step, first + j) for j in range(micro)]
+            sync = net.no_sync() if info.distributed and a < cfg.grad_accum - 1 else contextlib.nullcontext()
+            with sync, autocast:
+                terms = objective(net, xv, xa, text, mask, batcher.layout, seeds)
+            with sync:
+                (terms["loss"] * (micro / local)).backward()
+            for k in sums:
+                sums[k] += float(terms[k].detach()) * micro / local
+        loss = all_mean(torch.tensor(sums["loss"], device=info.device))
+        if any_rank(not torch.isfinite(loss), info.device):
             raise FloatingPointError(
                 f"non-finite loss at step {step}; the last good checkpoint is in {out}/checkpoints"
             )
-        opt.zero_grad(set_to_none=True)
-        terms["loss"].backward()
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        if not torch.isfinite(norm):
-            raise FloatingPointError(f"non-finite gradient at step {step}; the last good checkpoint is kept")
+        if any_rank(not torch.isfinite(norm), info.device):
+            raise FloatingPointError(f"non-finite gradient at step {step}; the last good checkpoint is in {out}")
         opt.step()
         sched.step()
         ema.update(model)
         step += 1
-        last = {k: float(v.detach()) for k, v in terms.items()} | {
-            "grad_norm": float(norm),
-            "lr": sched.get_last_lr()[0],
-        }
+        last = {k: float(all_mean(torch.tensor(v, device=info.device))) for k, v in sums.items()}
+        last |= {"grad_norm": float(norm), "lr": sched.get_last_lr()[0]}
         bar.update(1)
         bar.set_postfix(loss=f"{last['loss']:.4f}")
         if step % cfg.log_every == 0 or step == cfg.steps:
             logger.log(step, last)
+            _rank_log(out, info, step, sums)
         if validate is not None and cfg.val_every and step % cfg.val_every == 0:
-            logger.log(step, validate(ema.model, step))
+            if info.is_main:
+                logger.log(step, validate(ema.model, step))
+            barrier()
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            save_checkpoint(out / "checkpoints", step, {
-                "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "step": step, "rng": capture_rng_state(), "config": asdict(cfg),
-            }, keep=cfg.keep)  # fmt: skip
+            _save(out, info, cfg, step, model, ema, opt, sched)
     bar.close()
     logger.close()
     return last | {"ema": ema}
+
+
+def _rank_log(out: Path, info: DistInfo, step: int, sums: dict) -> None:
+    """Each rank's own local losses, one line a log step: out_dir/ranks/rank{r}.log."""
+    if not info.distributed:
+        return
+    d = out / "ranks"
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / f"rank{info.rank}.log", "a") as f:
+        f.write(f"step {step} " + " ".join(f"{k}={v:.6f}" for k, v in sums.items()) + "\n")
+
+
+def _save(out: Path, info: DistInfo, cfg: TrainConfig, step: int, model, ema, opt, sched) -> None:
+    """Rank 0 writes the checkpoint with every rank's RNG state; the others wait until it is complete."""
+    rng = capture_rng_state()
+    ranks = [None] * info.world_size if info.distributed else [rng]
+    if info.distributed:
+        dist.all_gather_object(ranks, rng)
+    if info.is_main:
+        state = {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                 "scheduler": sched.state_dict(), "step": step, "rng": rng, "rng_ranks": ranks,
+                 "data_position": step * cfg.batch_size, "world_size": info.world_size,
+                 "config": asdict(cfg)}  # fmt: skip
+        save_checkpoint(out / "checkpoints", step, state, keep=cfg.keep)
+    barrier()
+
+
+def _resume(out: Path, info: DistInfo, model, ema, opt, sched) -> int:
+    found = latest_checkpoint(out / "checkpoints")
+    if found is None:
+        return 0
+    state = load_checkpoint(found, map_location=info.device)
+    model.load_state_dict(state["model"])
+    ema.load_state_dict(state["ema"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    ranks = state.get("rng_ranks") or [state["rng"]]
+    restore_rng_state(ranks[info.rank] if len(ranks) == info.world_size else state["rng"])
+    if info.is_main:
+        print(f"resumed from {found} at step {int(state['step'])}")
+    return int(state["step"])

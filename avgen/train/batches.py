@@ -1,0 +1,69 @@
+"""What the DiT trainer feeds on: cached latents, or clips encoded on the fly (avworld or a media folder).
+
+Either way a batch is a list of dataset indices -> normalised tokens and text states, and the indices of step s are a
+pure function of (seed, s): a fresh permutation of the data each epoch.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from avgen.data.batch import collate_clips
+
+
+@functools.lru_cache(maxsize=4)
+def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def batch_indices(step: int, batch: int, n: int, seed: int) -> list[int]:
+    """Dataset indices of global batch `step`: a fresh permutation of the data each epoch, from (seed, epoch)."""
+    out = []
+    for i in range(step * batch, (step + 1) * batch):
+        epoch, pos = divmod(i, n)
+        out.append(int(_permutation(seed, epoch, n)[pos]))
+    return out
+
+
+class LatentBatcher:
+    """Cached raw latents -> normalised tokens and text states for one step."""
+
+    def __init__(self, shards, layout, video_ae, audio_ae, text_encoder, device) -> None:
+        self.shards, self.layout, self.text = shards, layout, text_encoder
+        self.video_ae, self.audio_ae, self.device = video_ae, audio_ae, device
+
+    def __len__(self) -> int:
+        return len(self.shards)
+
+    def __call__(self, indices: list[int]):
+        zv = torch.stack([self.shards.video[i] for i in indices])  # (b, c, t, h, w)
+        za = torch.stack([self.shards.audio[i] for i in indices])  # (b, c, n)
+        return self._tokens(zv, za, [self.shards.captions[i] for i in indices])
+
+    def _tokens(self, zv: torch.Tensor, za: torch.Tensor, captions: list[str]):
+        xv, xa = self.layout.patchify(self.video_ae.normalize(zv), self.audio_ae.normalize(za))
+        states, mask = self.text(captions)
+        return xv.to(self.device), xa.to(self.device), states.to(self.device), mask.to(self.device)
+
+
+class ClipBatcher(LatentBatcher):
+    """Clips from a dataset (AVWorld, MediaFolder) encoded by the frozen AEs at every step: no cache needed, but the
+    AE forward passes cost more than the DiT's for tiny models. Use tools/cache_latents.py for long runs."""
+
+    def __init__(self, dataset, layout, video_ae, audio_ae, text_encoder, device) -> None:
+        super().__init__(None, layout, video_ae, audio_ae, text_encoder, device)
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @torch.no_grad()
+    def __call__(self, indices: list[int]):
+        batch = collate_clips([self.dataset[i] for i in indices])
+        dev = next(self.video_ae.parameters()).device
+        zv = self.video_ae.encode(batch["video"].to(dev)).cpu()
+        za = self.audio_ae.encode(batch["audio"].to(dev)).cpu()
+        return self._tokens(zv, za, batch["captions"])

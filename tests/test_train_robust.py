@@ -1,0 +1,120 @@
+"""avgen-train under stress: a 2-rank torchrun DDP run equals one process, SIGKILL + rerun continues bit for bit,
+the NaN guard stops with the step named and keeps the last good checkpoint, bad settings stop before step 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from avgen.autoencoders import SeanetAudioAE, VideoVAE
+from avgen.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from tools.cache_latents import main as cache_latents
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("robust")
+    torch.manual_seed(0)
+    VideoVAE(latent_channels=4, width=8, mults=[1, 1, 1], blocks=1, latent_blocks=1).save(root / "v")
+    SeanetAudioAE(latent_channels=4, n_filters=4).save(root / "a")
+    assert cache_latents(["--video-ae", str(root / "v"), "--audio-ae", str(root / "a"), "--out", str(root / "lat"),
+                          "--count", "8", "--batch", "4"]) == 0  # fmt: skip
+    return root
+
+
+def args(root, out, *extra) -> list[str]:
+    return [f"latents={root / 'lat'}", f"video_ae.path={root / 'v'}", f"audio_ae.path={root / 'a'}", "model.width=32",
+            "model.depth=1", "model.heads=2", "trainer.batch_size=4", "trainer.warmup=1", "trainer.log_every=1",
+            "trainer.progress=false", "text_encoder.max_tokens=8", f"out_dir={out}", *extra]  # fmt: skip
+
+
+def train(root, out, *extra, launcher=(sys.executable, "-m", "avgen.cli.train"), timeout=300):
+    done = subprocess.run([*launcher, *args(root, out, *extra)], capture_output=True, text=True, env=ENV,
+                          timeout=timeout)  # fmt: skip
+    return done
+
+
+def weights(out) -> dict[str, torch.Tensor]:
+    return load_file(str(out / "export" / "dit" / "model.safetensors"))
+
+
+def losses(out) -> dict[int, float]:
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return {d["step"]: d["loss"] for d in lines if "loss" in d}  # a resumed step's line replaces the killed one's
+
+
+def test_two_rank_ddp_equals_one_process(data, tmp_path):
+    one = train(data, tmp_path / "one", "trainer.steps=3", "trainer.ckpt_every=3")
+    assert one.returncode == 0, one.stderr[-2000:]
+    torchrun = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                "-m", "avgen.cli.train")  # fmt: skip
+    two = train(data, tmp_path / "two", "trainer.steps=3", "trainer.ckpt_every=3", launcher=torchrun)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert worst < 1e-5, worst  # the same global batch of 4 as 2 x 2: equal up to float summation order
+    la, lb = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert la.keys() == lb.keys() and all(abs(la[s] - lb[s]) < 1e-5 for s in la)
+    assert (tmp_path / "two" / "ranks" / "rank1.log").is_file()
+    state = load_checkpoint(latest_checkpoint(tmp_path / "two" / "checkpoints"))
+    assert len(state["rng_ranks"]) == 2 and state["world_size"] == 2
+    odd = train(data, tmp_path / "odd", "trainer.steps=3", "trainer.batch_size=3", launcher=torchrun)
+    assert odd.returncode != 0 and "multiple of 2" in odd.stderr
+
+
+def test_sigkill_then_rerun_continues_bit_for_bit(data, tmp_path):
+    common = ("trainer.steps=6", "trainer.ckpt_every=2", "trainer.grad_accum=2")
+    straight = train(data, tmp_path / "straight", *common)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    # the same run, killed with SIGKILL right after step 3 was logged (one step past the step-2 checkpoint)
+    killer = ("import os, signal, avgen.train.logging as L; log = L.MetricsLogger.log\n"
+              "def log_then_die(self, step, m):\n    log(self, step, m)\n"
+              "    if step == 3: os.kill(os.getpid(), signal.SIGKILL)\n"
+              "L.MetricsLogger.log = log_then_die\nfrom avgen.cli.train import main\nmain()")  # fmt: skip
+    killed = train(data, tmp_path / "killed", *common, launcher=(sys.executable, "-c", killer))
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert [p.name for p in list_checkpoints(tmp_path / "killed" / "checkpoints")] == ["step_00000002.pt"]
+    resumed = train(data, tmp_path / "killed", *common)
+    assert resumed.returncode == 0 and "resumed from" in resumed.stdout, resumed.stderr[-2000:]
+    assert losses(tmp_path / "straight") == losses(tmp_path / "killed")  # float-equal, every step
+    a, b = weights(tmp_path / "straight"), weights(tmp_path / "killed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(data, tmp_path):
+    poison = ("import torch, avgen.objective as O; call = O.FlowObjective.__call__\n"
+              "def bad(self, *a):\n    out = call(self, *a)\n"
+              "    if a[-1][0][1] == 3: out['loss'] = out['loss'] * float('nan')\n    return out\n"
+              "O.FlowObjective.__call__ = bad\nfrom avgen.cli.train import main\nmain()")  # fmt: skip
+    done = train(data, tmp_path / "nan", "trainer.steps=6", "trainer.ckpt_every=2",
+                 launcher=(sys.executable, "-c", poison))  # fmt: skip
+    assert done.returncode == 2 and "non-finite loss at step 3" in done.stderr and "Traceback" not in done.stderr
+    ckpts = list_checkpoints(tmp_path / "nan" / "checkpoints")
+    assert [p.name for p in ckpts] == ["step_00000002.pt"]
+    assert torch.isfinite(load_checkpoint(ckpts[0])["model"]["in_video.weight"]).all()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("trainer.batch_size=3", "trainer.grad_accum=2"), "multiple of 2"),
+        (("latents=/no/such/dir",), "no latent shards"),
+        (("video_ae.path=/no/such/ae",), "/no/such/ae"),
+        (("clip.fps=25",), "clip.fps=25"),
+        (("tokens.audio_patch=3",), "whole number"),
+        (("init_from=/no/model",), "init_from=/no/model"),
+    ],
+)
+def test_bad_settings_stop_before_the_first_step(data, tmp_path, extra, message):
+    done = train(data, tmp_path / "bad", "trainer.steps=2", *extra)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert message in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "bad" / "checkpoints").exists()

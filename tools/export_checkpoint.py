@@ -1,0 +1,57 @@
+#!/usr/bin/env python
+"""Export a DiT training checkpoint (its EMA weights by default) as a model directory AVGenPipeline loads.
+
+python tools/export_checkpoint.py /work/runs/dit_default --out assets/default --half
+    # the newest checkpoint of the run; the run's .hydra/config.yaml says which AEs, clip format and sampler
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from avgen.autoencoders import load
+from avgen.cli.train import export_config
+from avgen.models.dit import build_dit
+from avgen.pipeline import export_model
+from avgen.tokens import AVTokenLayout
+from avgen.train.checkpoint import latest_checkpoint, load_checkpoint
+from avgen.train.loop import TrainConfig
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", help="an avgen-train out_dir (with checkpoints/ and .hydra/config.yaml)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--checkpoint", default=None, help="a step_XXXXXXXX.pt (default: the newest)")
+    ap.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
+    ap.add_argument("--half", action="store_true", help="store the DiT in fp16 (loads back as fp32)")
+    args = ap.parse_args(argv)
+    run = Path(args.run)
+    cfg_path = run / ".hydra" / "config.yaml"
+    ckpt = Path(args.checkpoint) if args.checkpoint else latest_checkpoint(run / "checkpoints")
+    if not cfg_path.is_file() or ckpt is None:
+        print(f"error: {run} has no .hydra/config.yaml or no checkpoints/step_*.pt", file=sys.stderr)
+        return 2
+    cfg = OmegaConf.load(cfg_path)
+    video_ae, audio_ae = load(cfg.video_ae.path), load(cfg.audio_ae.path)
+    layout = AVTokenLayout.from_autoencoders(
+        video_ae, audio_ae, cfg.clip.duration, tuple(cfg.clip.size), video_patch=tuple(cfg.tokens.video_patch),
+        audio_patch=cfg.tokens.audio_patch, ref_rate=cfg.tokens.ref_rate,
+    )  # fmt: skip
+    model_cfg = OmegaConf.to_container(cfg.model)
+    model = build_dit(model_cfg.pop("preset"), layout.pv, layout.pa, **model_cfg)
+    state = load_checkpoint(ckpt)
+    model.load_state_dict(state["model"] if args.raw else state["ema"]["model"])
+    trainer = TrainConfig(**OmegaConf.to_container(cfg.trainer))
+    extra = export_config(cfg, trainer) | {"checkpoint": {"file": ckpt.name, "step": int(state["step"])}}
+    export_model(model, args.out, extra, video_ae, audio_ae, half=args.half)
+    print(f"exported step {int(state['step'])} ({'raw' if args.raw else 'EMA'} weights) of {run} to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
