@@ -3,7 +3,8 @@
 One clock: time zero of a file is the earliest start time of its streams (as PyAV reports them, so AAC priming and
 edit lists are already accounted for); a video frame shown at time t and an audio sample at time t come back at the
 same position of the returned clip. Video is resampled to the target fps by timestamp (frame k shows the source
-frame on screen at start + k / fps), audio by libswresample.
+frame on screen at start + k / fps); audio sample k is the one at start + k / sr, each decoded audio frame placed
+by its own timestamp, then resampled with torchaudio. The PyAV decoding itself lives in `avgen.media_io`.
 """
 
 from __future__ import annotations
@@ -21,13 +22,10 @@ import torch
 import torchaudio
 
 from avgen._atomic import atomic_path
+from avgen.media_io import PYAV_ERRORS, MediaError, Probe, decode_audio, decode_video, probe
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3"}
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".ogv", ".avi", ".mov", ".m4v", ".mpg", ".mpeg"}
-
-
-class MediaError(ValueError):
-    """A media file that cannot be read or written as asked; the message names the file and what to change."""
 
 
 @dataclass
@@ -70,7 +68,9 @@ def read_clip(
 
     fps / sample_rate / channels None keep the file's own; duration None reads to the end; size=(H, W) scales to
     cover and centre-crops. missing_audio="silence" gives a silent track for files without audio (else MediaError).
-    Audio-only files (wav, flac, ogg, mp3) give a clip with zero frames.
+    Audio-only files (wav, flac, ogg, mp3) give a clip with zero frames. A window that runs past the end is padded
+    (last frame held, silence); a start past the end, or a file that decodes well short of what it declares (cut,
+    corrupt), raises MediaError naming the file.
     """
     path = Path(path)
     if missing_audio not in ("error", "silence"):
@@ -85,148 +85,81 @@ def read_clip(
         return _read_audio_file(path, sample_rate, start, duration, channels, fps)
     try:
         return _read_container(path, fps, sample_rate, start, duration, size, channels, missing_audio)
-    except MediaError:
-        raise
-    except (av.error.FFmpegError, OSError, ValueError, IndexError, RuntimeError) as e:
-        raise MediaError(f"{path}: cannot decode ({type(e).__name__}: {e})") from e
+    except MediaError as e:
+        if str(path) in str(e):
+            raise
+        raise MediaError(f"{path}: {e}") from e
+    except PYAV_ERRORS as e:
+        raise MediaError(f"{path}: cannot decode, the file is corrupt or cut ({type(e).__name__}: {e})") from e
 
 
 def _read_container(path, fps, sample_rate, start, duration, size, channels, missing_audio) -> AVClip:
-    with av.open(str(path)) as container:
-        vstream = next(iter(container.streams.video), None)
-        astream = next(iter(container.streams.audio), None)
-        if vstream is None:
-            raise MediaError(f"{path}: no video stream (for audio only, use a .wav/.flac/.ogg/.mp3 file)")
-        if astream is None and missing_audio == "error":
-            raise MediaError(f"{path}: no audio stream; pass missing_audio='silence' to read it with a silent track")
-        origin = min(_stream_start(s) for s in (vstream, astream) if s is not None)
-        end = _container_end(container, vstream, astream)
-        native_fps = vstream.average_rate or vstream.guessed_rate or vstream.base_rate
-        native_sr = astream.rate if astream is not None else 16000
-        native_ch = astream.codec_context.channels if astream is not None else 1
-    fps = float(fps or native_fps or 0)
+    info = probe(path)
+    if not info.has_audio and missing_audio == "error":
+        raise MediaError(f"{path}: no audio stream; pass missing_audio='silence' to read it with a silent track")
+    fps = float(fps or info.fps)
     if fps <= 0:
         raise MediaError(f"{path}: the file declares no frame rate; pass fps=")
-    sample_rate = int(sample_rate or native_sr)
-    channels = int(channels or native_ch)
+    sample_rate, channels = int(sample_rate or info.sample_rate), int(channels or info.channels)
+    length = None if info.end is None else info.end - info.origin
+    if length is not None and start >= length:
+        raise MediaError(f"{path}: start={start} s is past the end of the file ({length:.3f} s)")
     if duration is None:
-        if end is None:
+        if length is None:
             raise MediaError(f"{path}: the file declares no duration; pass duration=")
-        duration = end - origin - start
-        if duration <= 0:
-            raise MediaError(f"{path}: start={start} s is past the end ({end - origin:.3f} s)")
-        duration = max(1, round(duration * fps)) / fps  # whole frames, so both streams end together
+        duration = max(1, round((length - start) * fps)) / fps  # whole frames, so both streams end together
     n_frames, n_samples = round(duration * fps), round(duration * sample_rate)
-    t0 = origin + start
-    video = _read_video(path, t0, n_frames, fps, size, float(native_fps or fps))
-    if astream is None:
-        audio = torch.zeros(channels, n_samples)
-    else:
-        audio = _read_audio_stream(path, t0, n_samples, sample_rate, channels)
-    return AVClip(video=video, audio=audio, fps=fps, sample_rate=sample_rate, meta={"path": str(path), "start": start})
-
-
-def _stream_start(stream) -> float:
-    if stream.start_time is None:
-        return 0.0
-    return float(stream.start_time * stream.time_base)
-
-
-def _container_end(container, vstream, astream) -> float | None:
-    ends = []
-    for s in (vstream, astream):
-        if s is not None and s.duration is not None and s.time_base is not None:
-            ends.append(_stream_start(s) + float(s.duration * s.time_base))
-    if ends:
-        return max(ends)
-    if container.duration is not None:
-        return container.duration / 1_000_000 + (container.start_time or 0) / 1_000_000
-    return None
-
-
-def _seek(container, stream, t: float) -> None:
-    """Seek to the keyframe at or before time t (seconds); decoding forward from there reaches t."""
-    if t <= 0.5 or stream.time_base is None:
-        return
-    container.seek(int((t - 0.5) / stream.time_base), stream=stream, backward=True, any_frame=False)
-
-
-def _cover_size(h0: int, w0: int, size: tuple[int, int] | None) -> tuple[int, int]:
-    if size is None:
-        return h0, w0
-    scale = max(size[0] / h0, size[1] / w0)
-    return max(size[0], math.ceil(h0 * scale - 1e-6)), max(size[1], math.ceil(w0 * scale - 1e-6))
-
-
-def _to_rgb(frame, size: tuple[int, int] | None) -> np.ndarray:
-    """A decoded frame as uint8 (H, W, 3), scaled to cover `size` and centre-cropped to it."""
-    sh, sw = _cover_size(frame.height, frame.width, size)
-    rgb = frame.to_ndarray(format="rgb24", width=sw, height=sh, interpolation="AREA" if sh < frame.height else None)
-    if size is None:
-        return rgb
-    y0, x0 = (sh - size[0]) // 2, (sw - size[1]) // 2
-    return np.ascontiguousarray(rgb[y0 : y0 + size[0], x0 : x0 + size[1]])
-
-
-def _read_video(path: Path, t0: float, n_frames: int, fps: float, size, native_fps: float) -> torch.Tensor:
-    """Frame k = the source frame on screen at time t0 + k/fps (the last one whose time is <= that).
-
-    A small tolerance (2 ms at most) absorbs timestamps the container rounded (e.g. to whole ms).
-    """
-    targets = t0 + np.arange(n_frames) / fps
-    tol = min(0.002, 0.1 / max(fps, native_fps))
-    out: list[np.ndarray | None] = [None] * n_frames
-    k, current = 0, None
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        _seek(container, stream, t0)
-        for frame in container.decode(stream):
-            if frame.time is None:
-                continue
-            while k < n_frames and targets[k] + tol < frame.time:
-                out[k] = current if current is not None else None
-                k += 1
-            if k >= n_frames:
-                break
-            current = _to_rgb(frame, size)
-        while k < n_frames:  # past the last frame: hold it
-            out[k] = current
-            k += 1
-    first = next((f for f in out if f is not None), None)
-    if first is None:
-        raise MediaError(f"{path}: no video frames at or after {t0:.3f} s (start is past the end?)")
-    filled = [f if f is not None else first for f in out]
-    if not filled:
+    t0 = info.origin + start
+    video = decode_video(path, t0, n_frames, fps, size, info.fps or fps)
+    if video.data is None and n_frames:
+        where = "past the end of the file" if length is None else f"the file declares {length:.3f} s: corrupt or cut?"
+        raise MediaError(f"{path}: no video frames decode at or after start={start} s ({where})")
+    audio, audio_end = torch.zeros(channels, n_samples), -math.inf
+    if info.has_audio:
+        audio, audio_end = _container_audio(path, t0, n_samples, sample_rate, channels, info.sample_rate)
+    _check_complete(path, info, t0 + duration, max(video.end, audio_end), 0.1 + 1 / (info.fps or fps))
+    if video.data is None:
         h, w = size if size else (0, 0)
-        return torch.zeros(0, h, w, 3, dtype=torch.uint8)
-    return torch.from_numpy(np.stack(filled))
+        frames = torch.zeros(0, h, w, 3, dtype=torch.uint8)
+    else:
+        frames = torch.from_numpy(video.data)
+    meta = {"path": str(path), "start": start}
+    return AVClip(video=frames, audio=audio, fps=fps, sample_rate=sample_rate, meta=meta)
 
 
-def _read_audio_stream(path: Path, t0: float, n_samples: int, sample_rate: int, channels: int) -> torch.Tensor:
-    """round(duration*sr) samples from time t0, resampled and down/up-mixed by libswresample; silence past the end."""
-    layout = {1: "mono", 2: "stereo"}.get(channels)
-    chunks, first_time = [], None
-    with av.open(str(path)) as container:
-        stream = container.streams.audio[0]
-        layout = layout or stream.layout.name
-        resampler = av.AudioResampler(format="fltp", layout=layout, rate=sample_rate)
-        _seek(container, stream, t0)
-        need_until = t0 + n_samples / sample_rate + 0.1
-        for frame in container.decode(stream):
-            if first_time is None:
-                if frame.time is None:
-                    continue
-                first_time = frame.time
-            chunks.extend(f.to_ndarray() for f in resampler.resample(frame))
-            if frame.time is not None and frame.time > need_until:
-                break
-        chunks.extend(f.to_ndarray() for f in resampler.resample(None))
-    if first_time is None or not chunks:
-        raise MediaError(f"{path}: the audio stream has no decodable frames")
-    audio = np.concatenate(chunks, axis=1).astype(np.float32)  # (C, n) from first_time
-    offset = round((t0 - first_time) * sample_rate)
-    return torch.from_numpy(_window(audio, offset, n_samples))
+def _check_complete(path: Path, info: Probe, window_end: float, decoded_end: float, tol: float) -> None:
+    """Raise when decoding ran out of data (tol) before both the window's end and the end the header declares."""
+    if info.end is None or decoded_end >= min(window_end, info.end) - tol:
+        return
+    raise MediaError(
+        f"{path}: the file is cut or corrupt: it declares {info.end - info.origin:.3f} s "
+        f"but decodes only to {max(decoded_end - info.origin, 0.0):.3f} s"
+    )
+
+
+def _container_audio(path, t0: float, n: int, sample_rate: int, channels: int, rate: int):
+    """(channels, n) samples at sample_rate from time t0, and where the stream's data ran out (Decoded.end).
+
+    Decoded at the stream's own rate with a margin on both sides, mixed down, resampled, then cut to the window.
+    """
+    margin = _resample_margin(rate, sample_rate)  # in samples at `rate`; margin * sample_rate / rate is whole
+    n_native = math.ceil(n * rate / sample_rate) + 2 * margin + 1
+    decoded = decode_audio(path, t0 - margin / rate, n_native, rate)
+    if decoded.data is None:
+        return torch.zeros(channels, n), decoded.end
+    audio = mix_channels(torch.from_numpy(decoded.data), channels)  # (channels, n_native)
+    if sample_rate != rate:
+        audio = torchaudio.functional.resample(audio, rate, sample_rate)
+    skip = margin * sample_rate // rate
+    return torch.from_numpy(_window(audio.numpy(), skip, n)), decoded.end
+
+
+def _resample_margin(rate: int, sample_rate: int) -> int:
+    """About 20 ms of samples at `rate` (0 without resampling), a length that is whole at both rates."""
+    if rate == sample_rate:
+        return 0
+    step = rate // math.gcd(rate, sample_rate)
+    return step * math.ceil(0.02 * rate / step)
 
 
 def _window(audio: np.ndarray, offset: int, n: int) -> np.ndarray:
@@ -260,11 +193,28 @@ def _read_audio_file(path, sample_rate, start, duration, channels, fps) -> AVCli
     return AVClip(video, audio, float(fps or 0.0), sample_rate, meta={"path": str(path), "start": start})
 
 
+# ITU-R BS.775 fold-down to (L', R') for FFmpeg's channel orders: 5.1 = FL FR FC LFE BL BR, 7.1 = ... SL SR.
+# L' = L + 0.707 C + 0.707 Ls, R' = R + 0.707 C + 0.707 Rs, LFE dropped; rows scaled to sum to 1 so nothing clips.
+_A = 0.7071
+_FOLD_DOWN = {
+    6: [[1, 0, _A, 0, _A, 0], [0, 1, _A, 0, 0, _A]],
+    8: [[1, 0, _A, 0, _A, 0, _A, 0], [0, 1, _A, 0, 0, _A, 0, _A]],
+}
+
+
 def mix_channels(audio: torch.Tensor, channels: int) -> torch.Tensor:
-    """(C, n) -> (channels, n): average down to mono, duplicate mono up, keep the first two of many for stereo."""
+    """(C, n) -> (channels, n).
+
+    5.1 and 7.1 fold down ITU-R BS.775 style (see _FOLD_DOWN) to stereo, and to mono as the mean of L' and R'. Other
+    layouts: mono is the mean of all channels, stereo keeps the first two; mono is duplicated up.
+    """
     c = audio.shape[0]
     if c == channels:
         return audio
+    if c in _FOLD_DOWN and channels in (1, 2):
+        matrix = torch.tensor(_FOLD_DOWN[c], dtype=audio.dtype, device=audio.device)
+        stereo = (matrix / matrix.sum(1, keepdim=True)) @ audio  # (2, n)
+        return stereo if channels == 2 else stereo.mean(0, keepdim=True)
     if channels == 1:
         return audio.mean(0, keepdim=True)
     if c == 1:
@@ -340,5 +290,5 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     try:
         with av.open(str(path)) as container:
             return dict(container.metadata)
-    except (av.error.FFmpegError, OSError) as e:
-        raise MediaError(f"{path}: cannot read metadata ({e})") from e
+    except PYAV_ERRORS as e:
+        raise MediaError(f"{path}: cannot read metadata ({type(e).__name__}: {e})") from e

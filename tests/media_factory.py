@@ -52,12 +52,20 @@ def write_custom(
     audio_delay: float = 0.0,
     audio_layout: str | None = None,
     pix_fmt: str = "yuv420p",
+    video_delay: float = 0.0,
+    keyint: int | None = None,
+    all_keyframes: bool = False,
 ) -> Path:
-    """Write a clip with chosen codecs, video time base and an audio start offset (audio pts shifted by delay)."""
+    """Write a clip with chosen codecs, video time base and start offsets (a stream's pts shifted by its delay).
+
+    keyint sets libx264's GOP length; all_keyframes marks every video packet as a keyframe, as a broken muxer does
+    (the container's index then lets a seek land on a frame that cannot be decoded on its own).
+    """
     fps = Fraction(clip.fps).limit_denominator(1001)
     audio = clip.audio.numpy()
+    options = {"x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0"} if keyint else {}
     with av.open(str(path), "w", format=fmt) as out:
-        vs = out.add_stream(vcodec, rate=fps)
+        vs = out.add_stream(vcodec, rate=fps, options=options)
         vs.width, vs.height, vs.pix_fmt = clip.video.shape[2], clip.video.shape[1], pix_fmt
         tb = time_base or Fraction(1) / fps
         vs.codec_context.time_base = tb
@@ -68,10 +76,10 @@ def write_custom(
             aus = out.add_stream(acodec, rate=clip.sample_rate, layout=layout)
         for i, frame in enumerate(clip.video.numpy()):
             vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            vf.pts = round(Fraction(i) / fps / tb)
+            vf.pts = round((Fraction(i) / fps + Fraction(video_delay)) / tb)
             vf.time_base = tb
-            out.mux(vs.encode(vf))
-        out.mux(vs.encode(None))
+            _mux(out, vs.encode(vf), all_keyframes)
+        _mux(out, vs.encode(None), all_keyframes)
         if aus is not None:
             fmt_name = aus.codec_context.format.name
             conv = av.AudioResampler(format=fmt_name, layout=aus.layout.name, rate=clip.sample_rate)
@@ -87,3 +95,47 @@ def write_custom(
                 out.mux(aus.encode(af))
             out.mux(aus.encode(None))
     return path
+
+
+def _mux(out, packets, all_keyframes: bool) -> None:
+    for packet in packets:
+        if all_keyframes:
+            packet.is_keyframe = True
+        out.mux(packet)
+
+
+def shift_audio_packets(src: Path, dst: Path, after: float, shift: float) -> Path:
+    """Remux src to dst, moving the timestamps of audio packets at or after `after` seconds later by `shift` seconds.
+
+    The decoded samples stay the same, only their times change: like a file whose first AAC packet lasts longer than
+    it decodes (real cameras write such files) or an audio stream with a dropped packet.
+    """
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams if s.type in ("video", "audio")}
+        for packet in inp.demux():
+            if packet.size == 0 or packet.stream.index not in streams:
+                continue  # the demuxer's end-of-stream marker
+            if packet.stream.type == "audio" and packet.pts * packet.time_base >= after:
+                delta = round(shift / packet.time_base)
+                packet.pts, packet.dts = packet.pts + delta, None if packet.dts is None else packet.dts + delta
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)
+    return dst
+
+
+LEVELS = np.array([0, 51, 102, 153, 204, 255])
+
+
+def numbered_frames(n: int, size: int = 32) -> torch.Tensor:
+    """(n, size, size, 3) uint8 frames, frame i a flat colour that encodes i (6 levels per channel, 216 codes)."""
+    i = np.arange(n)
+    rgb = LEVELS[np.stack([i % 6, i // 6 % 6, i // 36 % 6], axis=1)].astype(np.uint8)  # (n, 3)
+    return torch.from_numpy(np.ascontiguousarray(np.broadcast_to(rgb[:, None, None], (n, size, size, 3))))
+
+
+def frame_numbers(video: torch.Tensor) -> list[tuple[int, float]]:
+    """For each frame: (the number its colour encodes, the largest distance of its mean colour from that code)."""
+    mean = video.float().mean(dim=(1, 2)).numpy()  # (t, 3)
+    code = np.abs(mean[:, :, None] - LEVELS[None, None]).argmin(-1)  # (t, 3)
+    err = np.abs(mean - LEVELS[code]).max(-1)
+    return [(int(c[0] + 6 * c[1] + 36 * c[2]), float(e)) for c, e in zip(code, err, strict=True)]

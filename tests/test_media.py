@@ -15,7 +15,15 @@ import torch
 
 from avgen import media
 from avgen.media import AVClip, MediaError, read_clip, read_metadata, write_clip
-from tests.media_factory import click_onsets, flash_click_clip, flash_frames, write_custom
+from tests.media_factory import (
+    click_onsets,
+    flash_click_clip,
+    flash_frames,
+    frame_numbers,
+    numbered_frames,
+    shift_audio_packets,
+    write_custom,
+)
 
 IMAGEIO = Path("/usr/lib/python3/dist-packages/imageio/resources/images")
 EVENTS = (0.3125, 1.0625)
@@ -182,3 +190,151 @@ def test_metadata_and_audio_only_outputs(tmp_path):
     with pytest.raises(MediaError, match="even width"):
         odd = AVClip(torch.zeros(4, 31, 32, 3, dtype=torch.uint8), torch.zeros(1, 4000), 16, 16000)
         write_clip(odd, tmp_path / "o.mp4")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# audio on the shared clock, past-the-end starts, broken files, 5.1 down-mix, seeking
+# ----------------------------------------------------------------------------------------------------------------------
+CLICK_TOL = 0.001  # seconds (16 samples at 16 kHz): audio is placed by timestamp to within a sample or two
+
+
+def click_clip(clicks, audio_start: float = 0.0, duration: float = 2.0, sr: int = 16000) -> AVClip:
+    """A grey clip whose audio (starting at `audio_start` on the file's clock) has clicks at the absolute `clicks`."""
+    clip = flash_click_clip(duration=duration, sr=sr, events=())
+    for c in clicks:
+        s = round((c - audio_start) * sr)
+        clip.audio[:, s : s + 64] = 0.8
+    return clip
+
+
+@pytest.mark.parametrize("suffix,acodec", [(".mp4", "aac"), (".mkv", "flac")])
+@pytest.mark.parametrize("late", ["audio", "video"])
+def test_audio_start_offset_lands_on_the_clock(tmp_path, suffix, acodec, late):
+    """One stream starts 12 ms after the other: a click at 0.7 s on the file's clock comes back at 0.7 s (<= 1 ms)."""
+    delay = {"audio_delay": 0.012} if late == "audio" else {"video_delay": 0.012}
+    clip = click_clip([0.7], audio_start=delay.get("audio_delay", 0.0))
+    path = write_custom(tmp_path / f"offset{suffix}", clip, acodec=acodec, **delay)
+    for start, sr in ((0.0, 16000), (0.25, 22050), (0.6, 16000)):
+        back = read_clip(path, start=start, duration=1.0, sample_rate=sr)
+        (onset,) = click_onsets(back.audio, sr)
+        assert abs(onset - (0.7 - start)) <= CLICK_TOL, f"start={start} sr={sr}: click at {onset:.5f} s"
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+@pytest.mark.parametrize("after", [0.05, 1.0])
+def test_audio_is_placed_by_timestamp_across_a_gap(tmp_path, suffix, after):
+    """Audio packets whose timestamps jump 12.5 ms (as in imageio's realshort.mp4, whose first AAC packet lasts 1618
+    samples but decodes to 1024) are placed at their timestamps, not glued to the samples before them."""
+    clip = click_clip([0.5, 1.25])
+    src = write_clip(clip, tmp_path / f"src{suffix}") if suffix == ".mp4" else write_custom(tmp_path / "src.mkv", clip)
+    path = shift_audio_packets(src, tmp_path / f"gap{suffix}", after=after, shift=0.0125)
+    want = [c + (0.0125 if c >= after else 0.0) for c in (0.5, 1.25)]
+    for start in (0.0, 0.7):
+        back = read_clip(path, start=start, duration=1.5)
+        got = [o + start for o in click_onsets(back.audio, 16000)]
+        want_here = [w for w in want if w >= start]
+        assert len(got) == len(want_here)
+        for g, w in zip(got, want_here, strict=True):
+            assert abs(g - w) <= CLICK_TOL, f"start={start}: click expected at {w:.4f} s, decoded at {g:.4f} s"
+
+
+@pytest.mark.parametrize("name", ["clip.mp4", "clip.mkv", "clip.wav"])
+def test_start_past_the_end_names_file_and_duration(tmp_path, name):
+    clip = flash_click_clip()
+    path = write_clip(clip, tmp_path / name) if name != "clip.mkv" else write_custom(tmp_path / name, clip)
+    for start, duration in ((2.5, 0.5), (5.0, 1.0), (5.0, None), (2.1, None)):
+        with pytest.raises(MediaError, match=rf"{name}.*past the end.*2\.0\d* s"):
+            read_clip(path, start=start, duration=duration)
+    assert read_clip(path, start=1.5, duration=1.0).audio.shape == (1, 16000)  # partly past the end: padded
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".webm"])
+def test_truncated_and_garbage_files_raise_media_error(tmp_path, suffix):
+    clip = flash_click_clip(sr=48000 if suffix == ".webm" else 16000)
+    codecs = {".mkv": {"acodec": "flac"}, ".webm": {"vcodec": "libvpx-vp9", "acodec": "libopus"}}.get(suffix)
+    path = tmp_path / f"good{suffix}"
+    good = (write_clip(clip, path) if codecs is None else write_custom(path, clip, **codecs)).read_bytes()
+    bad = {f"cut{k}{suffix}": good[: len(good) * k // 10] for k in range(1, 10)}
+    bad[f"half{suffix}"] = good[: len(good) // 2]
+    bad[f"random{suffix}"] = np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes()
+    bad[f"zero{suffix}"] = b""
+    for name, data in bad.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(MediaError, match=name):
+            read_clip(tmp_path / name)
+    # the part of a cut file that is there still reads
+    head = read_clip(tmp_path / f"cut8{suffix}", duration=0.25, fps=16, sample_rate=16000)
+    assert head.video.shape == (4, 32, 32, 3) and head.audio.shape == (1, 4000)
+
+
+def test_pyav_errors_are_wrapped_with_the_path(tmp_path, monkeypatch):
+    path = write_clip(flash_click_clip(), tmp_path / "ok.mp4")
+    for exc in (AttributeError("'NoneType' object has no attribute 'rate'"), IndexError("0"), TypeError("None")):
+
+        def broken(*args, exc=exc, **kwargs):
+            raise exc
+
+        monkeypatch.setattr(media.av, "open", broken)
+        with pytest.raises(MediaError, match="ok.mp4"):
+            read_clip(path)
+        with pytest.raises(MediaError, match="ok.mp4"):
+            read_metadata(path)
+
+
+def test_five_one_downmix_follows_itu_bs775():
+    t = torch.arange(16000) / 16000
+    tone = 0.9 * torch.sin(2 * torch.pi * 440 * t)
+    six = torch.zeros(6, 16000)  # FL FR FC LFE BL BR
+    six[2] = tone  # centre only
+    six[3] = 0.9  # LFE: dropped
+    stereo, mono = media.mix_channels(six, 2), media.mix_channels(six, 1)
+    gain = 0.7071 / (1 + 2 * 0.7071)  # centre coefficient after normalising the rows to sum to 1
+    assert stereo.shape == (2, 16000) and mono.shape == (1, 16000)
+    assert torch.allclose(stereo[0], stereo[1]) and torch.allclose(stereo[0], gain * tone, atol=1e-4)
+    assert torch.allclose(mono[0], stereo.mean(0), atol=1e-6)
+    six[:] = 0
+    six[0], six[4] = 1.0, 1.0  # full-scale left and left surround: normalised, no clipping, nothing on the right
+    stereo = media.mix_channels(six, 2)
+    assert stereo[0].max() <= 1.0 and stereo[0].max() > 0.7 and stereo[1].abs().max() == 0
+
+
+def test_five_one_files_mix_the_centre_into_both_channels(tmp_path):
+    clip = click_clip([0.5])
+    six = torch.zeros(6, clip.audio.shape[1])
+    six[2] = clip.audio[0]  # the click on the centre channel only
+    clip.audio = six
+    sf.write(tmp_path / "six.flac", six.numpy().T, 16000)
+    path = write_custom(tmp_path / "six.mkv", clip, acodec="flac", audio_layout="5.1")
+    for p in (tmp_path / "six.flac", path):
+        stereo = read_clip(p, channels=2).audio
+        level = 0.8 * 0.7071 / (1 + 2 * 0.7071)
+        assert torch.allclose(stereo[0], stereo[1]), p.name
+        assert abs(stereo.abs().max().item() - level) < 0.01, p.name
+        assert abs(click_onsets(stereo, 16000, threshold=0.1)[0] - 0.5) <= CLICK_TOL
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+@pytest.mark.parametrize("broken_index", [False, True], ids=["index", "broken-index"])
+def test_seek_into_a_long_gop_gives_the_right_frames(tmp_path, suffix, broken_index):
+    """6.8 s at 25 fps with a keyframe every 2 s; frame i's colour encodes i. Reading from the middle must give
+    exactly the frames on screen then, also when the container marks every frame as a keyframe (a seek then lands on
+    a frame that cannot be decoded alone: its output is dropped and decoding falls back to the start)."""
+    clip = AVClip(numbered_frames(170), torch.zeros(1, 16000 * 170 // 25), 25, 16000)
+    path = write_custom(tmp_path / f"gop{suffix}", clip, keyint=50, all_keyframes=broken_index)
+    for start in (4.3, 5.5, 2.9):
+        back = read_clip(path, start=start, duration=1.2, fps=25)
+        got = frame_numbers(back.video)
+        first = int(start * 25 + 1e-6)  # the frame on screen at `start`
+        assert [n for n, _ in got] == list(range(first, first + 30)), f"start={start}"
+        assert max(e for _, e in got) < 12, f"start={start}: a frame's colour is off (garbage frame?)"
+
+
+@pytest.mark.skipif(not (IMAGEIO / "cockatoo.mp4").exists(), reason="Debian python3-imageio not installed")
+def test_real_file_seek_gives_the_frames_of_a_decode_from_the_start():
+    """cockatoo.mp4's index lists a keyframe at 3.8 s that does not decode alone: seeking there gave green frames."""
+    path = IMAGEIO / "cockatoo.mp4"
+    seeked = read_clip(path, fps=8, sample_rate=16000, start=5.0, duration=1.0, size=(32, 48)).video
+    whole = read_clip(path, fps=8, sample_rate=16000, start=0.0, duration=6.0, size=(32, 48)).video
+    assert torch.equal(seeked, whole[40:48])
+    green = seeked.float().mean(dim=(0, 1, 2))
+    assert green[1] < green[0] + 40, f"green frames: mean RGB {green.tolist()}"
