@@ -8,8 +8,8 @@ EXTRAS="${AVGEN_EXTRAS:-dev}"
 
 install_system_packages() {
   # Debian packages the tests read real media from, and ffprobe to check our mp4s from the outside.
-  # Optional: tests that need them skip with a reason when they are missing.
-  local want=(ffmpeg python3-imageio espeak-ng pocketsphinx-testdata sound-theme-freedesktop)
+  # Optional: tests that need them skip with a reason when they are missing. chromium: the browser test of avgen-app.
+  local want=(ffmpeg python3-imageio espeak-ng pocketsphinx-testdata sound-theme-freedesktop chromium)
   local missing=()
   for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
   [ ${#missing[@]} -eq 0 ] && return 0

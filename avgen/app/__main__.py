@@ -1,0 +1,3 @@
+from avgen.app.cli import main
+
+main()
