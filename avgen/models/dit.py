@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from avgen.models.rope import apply_rope, rope_angles
+from avgen.models.rope import rope_angles
 from avgen.tokens import AVTokenLayout
 
 
@@ -27,8 +27,32 @@ from avgen.tokens import AVTokenLayout
 # helpers
 # ----------------------------------------------------------------------------------------------------------------------
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """adaLN: x (b, l, d) with per-token shift / scale (b, l, d)."""
+    """adaLN: x (b, l, d) with per-token shift / scale (b, l, d). The blocks compute it as x * scale1 + shift with
+    scale1 = 1 + scale formed per distinct noise level (gather_mods)."""
     return x * (1 + scale) + shift
+
+
+def gather_mods(mods: torch.Tensor, index: torch.Tensor, shape: tuple[int, int], n: int, scales: tuple[int, ...]):
+    """Modulation rows per distinct noise level (u, n*d) -> n contiguous per-token tensors (b, l, d).
+
+    index (b*l,) picks each token's row. 1 is added to the chunks at `scales` on the u rows (adaLN's 1 + scale: a
+    (u, d) add instead of a (b, l, d) one) before the gather. One index_select per chunk keeps each result contiguous
+    and makes the backward an index_add into (u, d), instead of a gather of (b, l, n*d) whose backward concatenates n
+    full-size gradients and accumulates them with index_put."""
+    chunks = [c + 1 if i in scales else c.contiguous() for i, c in enumerate(mods.chunk(n, dim=-1))]  # n x (u, d)
+    return [c.index_select(0, index).view(*shape, -1) for c in chunks]  # n x (b, l, d)
+
+
+def rope_tables(cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(l, hd/2) angles -> full-width tables (l, hd): [cos, cos] and [-sin, sin], for rotate_half-style rope."""
+    return torch.cat([cos, cos], dim=-1), torch.cat([-sin, sin], dim=-1)
+
+
+def rope_full(x: torch.Tensor, cos2: torch.Tensor, sin2: torch.Tensor) -> torch.Tensor:
+    """avgen.models.rope.apply_rope with full-width tables: [x1 cos - x2 sin, x2 cos + x1 sin] for x (..., hd), tables
+    (..., hd) from rope_tables broadcasting against it; fewer, full-width passes than halves and a cat."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos2 + torch.cat([x2, x1], dim=-1) * sin2
 
 
 class TimestepEmbedder(nn.Module):
@@ -58,11 +82,13 @@ class SelfAttention(nn.Module):
         self.k_norm = nn.RMSNorm(d // heads, eps=1e-6)
         self.proj = nn.Linear(d, d)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos2: torch.Tensor, sin2: torch.Tensor) -> torch.Tensor:
+        """x (b, l, d); cos2 / sin2 (l, 1, hd) from rope_tables. Norms and rope run on (b, l, h, hd) views of the qkv
+        output, where they are faster than on (b, h, l, hd) permutes; attention gets transposed views (no copies)."""
         b, l, d = x.shape
-        q, k, v = self.qkv(x).view(b, l, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # (b, h, l, hd) each
-        q, k = apply_rope(self.q_norm(q), cos, sin), apply_rope(self.k_norm(k), cos, sin)
-        out = F.scaled_dot_product_attention(q, k, v)  # (b, h, l, hd)
+        q, k, v = self.qkv(x).view(b, l, 3, self.heads, d // self.heads).unbind(2)  # (b, l, h, hd) each
+        q, k = rope_full(self.q_norm(q), cos2, sin2), rope_full(self.k_norm(k), cos2, sin2)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))  # (b, h, l, hd)
         return self.proj(out.transpose(1, 2).reshape(b, l, d))  # (b, l, d)
 
 
@@ -79,7 +105,7 @@ class CrossAttention(nn.Module):
     def forward(self, x: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor) -> torch.Tensor:
         b, l, d = x.shape
         s, hd = text.shape[1], d // self.heads
-        q = self.q_norm(self.q(x).view(b, l, self.heads, hd).transpose(1, 2))  # (b, h, l, hd)
+        q = self.q_norm(self.q(x).view(b, l, self.heads, hd)).transpose(1, 2)  # (b, h, l, hd)
         k, v = self.kv(text).view(b, s, 2, self.heads, hd).permute(2, 0, 3, 1, 4)  # (b, h, s, hd) each
         mask = text_mask[:, None, None, :].bool()  # (b, 1, 1, s): True = attend
         out = F.scaled_dot_product_attention(q, self.k_norm(k), v, attn_mask=mask)  # (b, h, l, hd)
@@ -111,18 +137,19 @@ class DiTBlock(nn.Module):
         self.mlp_audio = mlp(d, mlp_ratio) if modality_mlp else None
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))  # applied to the distinct noise levels only
 
-    def forward(self, x, mod_index, t_emb, text, text_mask, cos, sin, audio_index=None, video_index=None):
-        mods = self.ada(t_emb)[mod_index]  # (u, 6d) -> (b, l, 6d): one row per distinct noise level, gathered
-        shift1, scale1, gate1, shift2, scale2, gate2 = mods.chunk(6, dim=-1)
-        x = x + gate1 * self.attn(modulate(self.norm1(x), shift1, scale1), cos, sin)  # (b, l, d)
+    def forward(self, x, mod_index, t_emb, text, text_mask, cos2, sin2, layout: AVTokenLayout | None = None):
+        """x (b, l, d); mod_index (b*l,) each token's row of t_emb (u, d); cos2 / sin2 rope tables; layout is needed
+        with modality_mlp."""
+        b, l, _ = x.shape
+        mods = gather_mods(self.ada(t_emb), mod_index, (b, l), 6, (1, 4))  # 6 x (b, l, d), scales hold 1 + scale
+        shift1, scale1, gate1, shift2, scale2, gate2 = mods
+        x = x + gate1 * self.attn(self.norm1(x) * scale1 + shift1, cos2, sin2)  # (b, l, d)
         x = x + self.cross(self.norm_x(x), text, text_mask)  # (b, l, d)
-        h = modulate(self.norm2(x), shift2, scale2)  # (b, l, d)
+        h = self.norm2(x) * scale2 + shift2  # (b, l, d)
         if self.mlp_audio is None:
             return x + gate2 * self.mlp(h)
-        out = torch.empty_like(h)
-        out[:, video_index] = self.mlp(h[:, video_index])
-        out[:, audio_index] = self.mlp_audio(h[:, audio_index])
-        return x + gate2 * out
+        hv, ha = layout.split(h)  # (b, lv, d), (b, la, d)
+        return x + gate2 * layout.interleave(self.mlp(hv), self.mlp_audio(ha))
 
 
 class FinalLayer(nn.Module):
@@ -132,9 +159,10 @@ class FinalLayer(nn.Module):
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 2 * d))
         self.linear = nn.Linear(d, out_dim)
 
-    def forward(self, x: torch.Tensor, mods: torch.Tensor) -> torch.Tensor:
-        shift, scale = mods.chunk(2, dim=-1)
-        return self.linear(modulate(self.norm(x), shift, scale))
+    def forward(self, x: torch.Tensor, t_emb: torch.Tensor, mod_index: torch.Tensor) -> torch.Tensor:
+        """x (b, l, d), t_emb (u, d), mod_index (b*l,) -> (b, l, out_dim)."""
+        shift, scale = gather_mods(self.ada(t_emb), mod_index, x.shape[:2], 2, (1,))  # (b, l, d); scale = 1 + scale
+        return self.linear(self.norm(x) * scale + shift)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -229,21 +257,17 @@ class AVDiT(nn.Module):
         t = layout.interleave(t_video[..., None], t_audio[..., None])[..., 0]  # (b, l)
         levels, mod_index = torch.unique(t, return_inverse=True)  # (u,), (b, l): modulation once per distinct level
         t_emb = self.t_embed(levels)  # (u, d)
-        cos, sin = self._rope(layout, x.device)  # (l, hd/2) each
-        audio_index = layout.is_audio.nonzero().flatten().to(x.device)
-        video_index = (~layout.is_audio).nonzero().flatten().to(x.device)
+        cos2, sin2 = self._rope(layout, x.device)  # (l, 1, hd) each
         for block in self.blocks:
-            args = (x, mod_index, t_emb, text, text_mask, cos, sin, audio_index, video_index)
+            args = (x, mod_index.flatten(), t_emb, text, text_mask, cos2, sin2, layout)
             if self.grad_checkpointing and self.training:
                 x = checkpoint(block, *args, use_reentrant=False)
             else:
                 x = block(*args)
         hv, ha = layout.split(x)  # (b, lv, d), (b, la, d)
-        tv, ta = layout.split(mod_index[..., None])
-        final = torch.cat([self.out_video.ada(t_emb), self.out_audio.ada(t_emb)], dim=-1)  # (u, 4d)
-        d2 = final.shape[-1] // 2
-        vv = self.out_video(hv, final[tv[..., 0], :d2])  # (b, lv, pv)
-        va = self.out_audio(ha, final[ta[..., 0], d2:])  # (b, la, pa)
+        tv, ta = layout.split(mod_index[..., None])  # (b, lv, 1), (b, la, 1)
+        vv = self.out_video(hv, t_emb, tv.flatten())  # (b, lv, pv)
+        va = self.out_audio(ha, t_emb, ta.flatten())  # (b, la, pa)
         return vv, va
 
     def _text(self, b, text, text_mask, drop_text):
@@ -263,12 +287,14 @@ class AVDiT(nn.Module):
         return torch.where(drop[..., None], null, text), torch.where(drop, null_mask, mask)
 
     def _rope(self, layout: AVTokenLayout, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rope tables (l, 1, hd) for (b, l, h, hd) queries and keys, cached per layout and device."""
         key = (id(layout), str(device))
         cache = getattr(self, "_rope_cache", None)
         if cache is None or cache[0] != key:
             cos, sin = rope_angles(layout.positions, self.config["width"] // self.heads, layout.finest_spacing,
                                    self.config["max_seconds"] * layout.ref_rate, max(layout.grid[1:]) * 2)  # fmt: skip
-            self._rope_cache = (key, cos.to(device), sin.to(device))
+            cos2, sin2 = rope_tables(cos, sin)  # (l, hd) each
+            self._rope_cache = (key, cos2[:, None].to(device), sin2[:, None].to(device))
         return self._rope_cache[1], self._rope_cache[2]
 
 

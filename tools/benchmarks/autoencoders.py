@@ -1,6 +1,6 @@
 """Benchmark: tiny video / audio autoencoders. Encode and decode throughput on 2 s clips (clips/s and x realtime) and
 training throughput (fwd + bwd + AdamW with the real losses) on the crops the trainer uses: 8 frames of video, 2 s of
-audio. Random weights: speed does not depend on what the weights are.
+audio; peak resident memory of each. Random weights: speed does not depend on what the weights are.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import torch
 
 from avgen.autoencoders import SeanetAudioAE, VideoVAE
 from avgen.autoencoders.losses import AudioAELoss, VideoAELoss
+from tools.benchmarks.common import MEMORY_METHOD, memory_row, peak_rss
 
 SECTION = "autoencoders"
+NOTES = [MEMORY_METHOD + "."]
 BATCH = 8
 
 
@@ -44,12 +46,13 @@ def ae_rows(name: str, ae, clip: torch.Tensor, crop: torch.Tensor, loss_fn, crop
     seconds = float(clip.shape[2] / ae.geometry.input_rate)
     params = sum(p.numel() for p in ae.parameters())
     ae.eval()
-    with torch.no_grad():
+    with torch.no_grad(), peak_rss() as infer_mem:
         z = ae.encode(clip)
         enc = per_second(lambda: ae.encode(clip), clip.shape[0], repeats)
         dec = per_second(lambda: ae.decode(z), clip.shape[0], repeats)
     ae.train()
-    train = per_second(train_step_fn(ae, loss_fn, crop), crop.shape[0], repeats)
+    with peak_rss() as train_mem:
+        train = per_second(train_step_fn(ae, loss_fn, crop), crop.shape[0], repeats)
     note = f"batch {clip.shape[0]}, {seconds:g} s clips, {tuple(clip.shape[1:])} -> {tuple(z.shape[1:])}"
     row = {"section": SECTION}
     return [
@@ -59,6 +62,8 @@ def ae_rows(name: str, ae, clip: torch.Tensor, crop: torch.Tensor, loss_fn, crop
         {**row, "metric": f"{name} decode", "value": dec, "unit": "clips/s", "note": note},
         {**row, "metric": f"{name} decode", "value": dec * seconds, "unit": "x realtime", "note": note},
         {**row, "metric": f"{name} train (fwd+bwd+AdamW)", "value": train, "unit": "clips/s", "note": crop_note},
+        memory_row(SECTION, f"{name} encode + decode", infer_mem, note),
+        memory_row(SECTION, f"{name} train", train_mem, crop_note),
     ]
 
 
@@ -78,6 +83,6 @@ def run(quick: bool = False) -> list[dict]:
     return rows
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python -m tools.benchmarks.autoencoders
     for r in run(quick=False):
         print(f"{r['metric']:<40} {r['value']:>10.3g} {r['unit']:<11} {r['note']}")

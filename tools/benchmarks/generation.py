@@ -1,0 +1,94 @@
+"""Benchmark: generation real-time factor (compute seconds per second of clip) of AVGenPipeline, text -> audio + video,
+for 2, 4 and 8 s clips at 8, 16 and 32 sampling steps: text encoding, the sampler with classifier-free guidance (the
+conditional and unconditional passes as one batch of 2) and both AE decoders, i.e. what `pipe(prompt)` runs.
+
+Without --model the pipeline is a random-weight tiny DiT exported beside the shipped AEs (assets/default) with the
+default's clip format; speed does not depend on what the weights are. Clips longer than the trained duration are
+timed through the pipeline's own steps (layout, sample_tokens, decode), as `pipe()` refuses more than twice the
+trained duration in one window.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from avgen.autoencoders import load
+from avgen.models.dit import build_dit
+from avgen.pipeline import AVGenPipeline, export_model
+from avgen.tokens import AVTokenLayout
+from tools.benchmarks.common import best_time, memory_row, peak_rss, threads_note
+
+SECTION = "generation"
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "default"
+DURATIONS = (2.0, 4.0, 8.0)
+STEPS = (8, 16, 32)
+PROMPT = "a small red circle bounces off the walls with wooden knocks"
+CONFIG = {  # the shipped default's clip format (conf/train.yaml, conf/sampler/euler.yaml)
+    "clip": {"duration": 2.0, "size": [64, 64]},
+    "tokens": {"video_patch": [1, 2, 2], "audio_patch": 2, "ref_rate": 100.0},
+    "text_encoder": {"path": None, "max_tokens": 32},
+    "sampler": {"method": "euler", "steps": 16, "shift": 1.0, "cfg_video": 3.0, "cfg_audio": 3.0},
+}
+
+
+def random_model(directory: Path) -> Path:
+    """A tiny random-weight DiT with the shipped AEs, exported as a model directory."""
+    video_ae, audio_ae = load(ASSETS / "video_ae"), load(ASSETS / "audio_ae")
+    clip, tokens = CONFIG["clip"], CONFIG["tokens"]
+    layout = AVTokenLayout.from_autoencoders(
+        video_ae, audio_ae, clip["duration"], tuple(clip["size"]), video_patch=tuple(tokens["video_patch"]),
+        audio_patch=tokens["audio_patch"], ref_rate=tokens["ref_rate"],
+    )  # fmt: skip
+    torch.manual_seed(0)
+    dit = build_dit("tiny", layout.pv, layout.pa)
+    with torch.no_grad():  # adaLN-Zero would predict zero velocity everywhere; give the network something to say
+        for p in dit.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    return export_model(dit, directory, CONFIG, video_ae, audio_ae)
+
+
+def settings_with_cfg(pipe: AVGenPipeline, steps: int):
+    s = pipe.settings(steps=steps)
+    if s.cfg_video == 1.0 and s.cfg_audio == 1.0:  # guidance off in this model's defaults: time it with guidance on
+        s.cfg_video = s.cfg_audio = 3.0
+    return s
+
+
+def run(quick: bool = False, model: str | None = None) -> list[dict]:
+    repeats = 1 if quick else 2
+    threads = threads_note()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, peak_rss() as mem:
+        directory = Path(model) if model else random_model(Path(tmp) / "model")
+        pipe = AVGenPipeline.from_pretrained(directory)
+        label = f"model {directory}" if model else "random tiny DiT + assets/default AEs"
+        for want in DURATIONS:
+            seconds = pipe.valid_duration(want)
+            layout = pipe.layout(seconds)
+            xv, xa = pipe.sample_tokens([PROMPT], layout, 0, sampler=settings_with_cfg(pipe, 2))  # warm-up
+            decode = best_time(lambda layout=layout, xv=xv, xa=xa: pipe.decode(xv, xa, layout), repeats, warmup=0)
+            for steps in STEPS:
+                s = settings_with_cfg(pipe, steps)
+
+                def generate(layout=layout, s=s) -> None:
+                    xv, xa = pipe.sample_tokens([PROMPT], layout, 0, sampler=s)
+                    pipe.decode(xv, xa, layout)
+
+                t = best_time(generate, repeats, warmup=0)
+                rows.append({"section": SECTION, "metric": f"t2av {seconds:g} s clip, {steps} steps",
+                             "value": t / seconds, "unit": "s per s of clip",
+                             "note": f"{t:.2f} s; {s.method}, CFG {s.cfg_video:g}/{s.cfg_audio:g}; {layout.l} tokens; "
+                                     f"AE decode {decode:.2f} s of it; {threads}"})  # fmt: skip
+    rows.append(memory_row(SECTION, "generation", mem, f"{label}: loading, then all clips above"))
+    return rows
+
+
+if __name__ == "__main__":
+    t0 = time.perf_counter()
+    for r in run(quick=True):
+        print(r)
+    print(f"{time.perf_counter() - t0:.1f} s")
