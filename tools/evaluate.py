@@ -1,0 +1,413 @@
+#!/usr/bin/env python
+"""Evaluate a trained model on held-out captions: sync, attributes, Fréchet distance, A2V and V2A.
+
+    OMP_NUM_THREADS=1 python tools/evaluate.py --model /work/runs/export_latest --count 32 --steps 16 \
+        --out outputs/eval            # writes eval.md, eval.json, bars.png, samples.png there
+
+Held out: avworld scenes from seed 777 (training used seed 0) and hand-written captions with attribute combinations
+the avworld never makes (a triangle that knocks like wood, a triangle lamp, unseen pairs of objects); --latents
+checks both against the training captions. Every number stands beside the same metric on real clips, on real clips
+through the autoencoders (the best a generator can do with them) and on audio-shuffled real clips (audio of another
+clip of the same family: right kind of sound, wrong timing). Attribute detectors (avgen.metrics.attributes) read pixels
+and samples only; ground truth comes from the captions' attributes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avgen.autoencoders import Autoencoder
+from avgen.data import AVWorld, collate_clips, video_from_model
+from avgen.data.avworld.vocab import SHAPE_SOUNDS
+from avgen.media import AVClip, MediaError, read_clip
+from avgen.metrics import av_align, detect_onsets, estimate_offset, mouth_sync
+from avgen.metrics.attributes import (
+    ATTRIBUTES,
+    accuracy,
+    attributes_from_meta,
+    detect_family,
+    detect_sounds,
+    mismatched_accuracy,
+    read_attributes,
+)
+from avgen.metrics.frechet import fd_scores
+from avgen.pipeline import AVGenPipeline
+
+HELD_OUT_SEED = 777
+MAX_OFFSET = 0.5  # s: the offset search range; a clip whose offset confidence is below MIN_CONFIDENCE counts as this
+MIN_CONFIDENCE = 0.15  # real avworld clips: 23 % below it; audio-shuffled: 60 %
+FRAME_TOL = 0.0625  # s: one frame at 16 fps
+WOOD, METAL, GLASS = "wooden knocks", "metallic clangs", "glassy pings"
+
+
+def _bounce(objects: list[tuple[str, str, str]], sounds: list[str]) -> tuple[dict, tuple]:
+    """(attributes the caption states, combination key) of a bounce caption; objects as (size, colour, shape)."""
+    truth = {"family": "bounce", "colour": tuple(sorted(c for _, c, _ in objects)),
+             "shape": tuple(sorted({s for _, _, s in objects})), "sound": tuple(sorted(set(sounds)))}  # fmt: skip
+    return truth, ("bounce", tuple(sorted(objects)), truth["sound"])
+
+
+def _blink(colour: str, shape: str, pitch: str) -> tuple[dict, tuple]:
+    return {"family": "blink", "colour": (colour,), "shape": (shape,), "pitch": pitch}, ("blink", colour, shape, pitch)
+
+
+def _talk(voice: str, words: tuple[str, ...]) -> tuple[dict, tuple]:
+    return {"family": "talk", "voice": voice}, ("talk", voice, words)
+
+
+def combination(meta: dict) -> tuple:
+    """The combination key of an avworld clip's ground truth, as the NOVEL entries give it."""
+    a = meta["attributes"]
+    if meta["family"] == "bounce":
+        objects = [(o["size"], o["colour"], o["shape"]) for o in a["objects"]]
+        return _bounce(objects, [SHAPE_SOUNDS[o["shape"]] for o in a["objects"]])[1]
+    if meta["family"] == "blink":
+        return _blink(a["colour"], a["shape"], a["pitch"])[1]
+    return _talk(a["voice"], tuple(a["words"]))[1]
+
+
+# Written by hand from avgen/data/avworld/vocab.py: combinations no avworld clip has (a shape's sound is fixed, lamps
+# are circles or squares), and pairs of objects and word sequences the training set lacks (checked with --latents).
+NOVEL = [
+    ("a small red triangle bounces around with wooden knocks", *_bounce([("small", "red", "triangle")], [WOOD])),
+    ("a large blue circle bounces off the walls with metallic clangs",
+     *_bounce([("large", "blue", "circle")], [METAL])),
+    ("a small green square bounces around with glassy pings", *_bounce([("small", "green", "square")], [GLASS])),
+    ("a large yellow triangle ricochets between the walls, making metallic clangs on a grey background",
+     *_bounce([("large", "yellow", "triangle")], [METAL])),
+    ("a small purple square bounces around; every hit gives dull knocks against black",
+     *_bounce([("small", "purple", "square")], [WOOD])),
+    ("a large orange circle bounces around with bright glass pings on a white background",
+     *_bounce([("large", "orange", "circle")], [GLASS])),
+    ("a purple triangle lamp blinks with a high beep each time it lights up", *_blink("purple", "triangle", "high")),
+    ("an orange triangle light blinks and gives a low tone while lit", *_blink("orange", "triangle", "low")),
+    ("a large green square and a large red triangle bounce around with metallic clangs and glassy pings",
+     *_bounce([("large", "green", "square"), ("large", "red", "triangle")], [METAL, GLASS])),
+    ("a large blue triangle and a small yellow circle bounce around with glassy pings and wooden knocks",
+     *_bounce([("large", "blue", "triangle"), ("small", "yellow", "circle")], [GLASS, WOOD])),
+    ("a woman says 'moon yes'", *_talk("high", ("moon", "yes"))),
+    ("a man with a deep voice says 'tomato banana'", *_talk("low", ("tomato", "banana"))),
+]  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# baselines and metrics
+# ----------------------------------------------------------------------------------------------------------------------
+def shuffled(clips: list[AVClip], groups: list[str]) -> list[AVClip]:
+    """Clip i's video with the audio of the next clip of its group (family), cyclically; a group of one keeps its own
+    audio, so give groups of two or more."""
+    out = list(clips)
+    for g in set(groups):
+        idx = [i for i, x in enumerate(groups) if x == g]
+        for n, i in enumerate(idx):
+            out[i] = dataclasses.replace(clips[i], audio=clips[idx[(n + 1) % len(idx)]].audio)
+    return out
+
+
+@torch.no_grad()
+def round_trip(clip: AVClip, video_ae: Autoencoder, audio_ae: Autoencoder) -> AVClip:
+    """The clip encoded and decoded by both autoencoders: the best a generator using them can give back."""
+    batch, dev = collate_clips([dataclasses.replace(clip, meta={})]), next(video_ae.parameters()).device
+    video = video_from_model(video_ae.decode(video_ae.encode(batch["video"].to(dev))).clamp(-1, 1)[0].cpu())
+    audio = audio_ae.decode(audio_ae.encode(batch["audio"].to(dev))).clamp(-1, 1)[0][:, : clip.audio.shape[1]].cpu()
+    return AVClip(video[: clip.video.shape[0]], audio, clip.fps, clip.sample_rate, clip.caption)
+
+
+def sync_metrics(clips: list[AVClip], talk: list[bool]) -> dict[str, float]:
+    offsets = [estimate_offset(c, MAX_OFFSET) for c in clips]
+    ms = [1000 * (abs(o) if conf >= MIN_CONFIDENCE else MAX_OFFSET) for o, conf in offsets]
+    mouth = [mouth_sync(c) for c, t in zip(clips, talk, strict=True) if t]
+    return {
+        "median |A/V offset| (ms)": float(np.median(ms)),
+        "low-confidence offsets (share)": float(np.mean([conf < MIN_CONFIDENCE for _, conf in offsets])),
+        "AV-Align": float(np.mean([av_align(c) for c in clips])),
+        "mouth_sync (talking heads)": float(np.mean(mouth)) if mouth else float("nan"),
+    }
+
+
+def onset_match(onsets: np.ndarray, contacts: list[float], tol: float = FRAME_TOL) -> tuple[float, float]:
+    """(share of onsets within tol of a contact, share of contacts with an onset within tol); nan when none."""
+    o, c = np.asarray(onsets, float), np.asarray(contacts, float)
+    precision = float(np.mean([np.abs(c - x).min() <= tol for x in o])) if len(o) and len(c) else float("nan")
+    recall = float(np.mean([np.abs(o - x).min() <= tol for x in c])) if len(o) and len(c) else float(len(c) == 0)
+    return precision, recall
+
+
+def attribute_rows(sets: dict[str, tuple[list[AVClip], list[dict]]]) -> dict[str, dict]:
+    """Per set: attribute accuracy against its truths, and against other clips' truths (chance)."""
+    out = {}
+    for name, (clips, truths) in sets.items():
+        preds = [read_attributes(dataclasses.replace(c, meta={})) for c in clips]
+        out[name] = {"accuracy": accuracy(preds, truths), "other captions": mismatched_accuracy(preds, truths)}
+        out[name]["readings"] = [{k: p[k] for k in ATTRIBUTES} for p in preds]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the sections
+# ----------------------------------------------------------------------------------------------------------------------
+def training_overlap(latents: str | None, captions: list[str]) -> dict:
+    """How many held-out captions appear verbatim among the training captions, and which NOVEL combinations the
+    training set has (read from the shards' headers only)."""
+    from safetensors import safe_open
+
+    files = sorted(Path(latents).glob("shard_*.safetensors")) if latents else []
+    if not files:
+        return {"note": "no --latents shards: not checked against the training captions"}
+    train_caps, combos = set(), set()
+    for f in files:
+        with safe_open(str(f), framework="pt") as sf:
+            meta = sf.metadata() or {}
+        train_caps.update(json.loads(meta.get("captions", "[]")))
+        combos.update(combination(m) for m in json.loads(meta.get("meta", "[]")))
+    novel_seen = [cap for cap, _, key in NOVEL if key in combos]
+    return {
+        "training captions": len(train_caps),
+        "held-out scene captions also in training (verbatim)": sum(c in train_caps for c in captions),
+        "held-out scene captions": len(captions),
+        "novel captions whose attribute combination training has": novel_seen,
+        "novel captions in training (verbatim)": sum(cap in train_caps for cap, _, _ in NOVEL),
+    }
+
+
+def held_out(pipe: AVGenPipeline, families: list[str] | None = None) -> AVWorld:
+    return AVWorld(HELD_OUT_SEED, fps=pipe.fps, size=pipe.size, sample_rate=pipe.sample_rate, families=families)
+
+
+def text_to_av(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict, list[AVClip]]:
+    world, aes = held_out(pipe), (pipe.video_ae, pipe.audio_ae)
+    reals = [world[i] for i in range(args.count)]
+    truths = [attributes_from_meta(c.meta) for c in reals]
+    fams = [t["family"] for t in truths]
+    gens = [pipe(c.caption, seed=args.seed + i, steps=args.steps) for i, c in enumerate(reals)]
+    novel_set = NOVEL[: args.novel]
+    novel = [pipe(cap, seed=args.seed + 10_000 + i, steps=args.steps) for i, (cap, _, _) in enumerate(novel_set)]
+    trips = [round_trip(c, *aes) for c in reals]
+    shuf = shuffled(reals, fams)
+    talk = [f == "talk" for f in fams]
+    sync = {name: sync_metrics(clips, talk) for name, clips in
+            (("generated", gens), ("real", reals), ("AE round trip", trips), ("audio-shuffled", shuf))}  # fmt: skip
+    attrs = attribute_rows({
+        "generated": (gens, truths), "generated, novel captions": (novel, [t for _, t, _ in novel_set]),
+        "real": (reals, truths), "AE round trip": (trips, truths), "audio-shuffled": (shuf, truths),
+    })  # fmt: skip
+    reference = [world[args.count + i] for i in range(args.count)]
+    fd = fd_scores({"generated": gens, "real": reals, "AE round trip": trips, "audio-shuffled": shuf}, reference, *aes)
+    return {"sync": sync, "attributes": attrs, "fd": fd, "captions": [c.caption for c in reals]}, gens[:2] + novel[:2]
+
+
+def speech_windows(n: int, sample_rate: int) -> tuple[list[torch.Tensor], str]:
+    """Up to n 2-second windows of real recorded speech (pocketsphinx-testdata's LibriVox readings)."""
+    try:
+        listed = subprocess.run(["dpkg", "-L", "pocketsphinx-testdata"], capture_output=True, text=True, check=False)
+    except OSError:
+        return [], "dpkg not found"
+    files = sorted(p for p in listed.stdout.split() if p.endswith(".wav") and "librivox" in p)
+    windows = []
+    for f in files:
+        try:
+            audio = read_clip(f, sample_rate=sample_rate, channels=1).audio
+        except MediaError:
+            continue
+        for s in range(0, audio.shape[1] - 2 * sample_rate + 1, 2 * sample_rate):
+            w = audio[:, s : s + 2 * sample_rate]
+            windows.append(0.7 * w / w.abs().max().clamp_min(1e-6))
+    note = f"{len(files)} LibriVox files of pocketsphinx-testdata" if files else "pocketsphinx-testdata missing"
+    return windows[:n], note
+
+
+def audio_to_video(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict, list[AVClip]]:
+    from avgen.data.avworld.vocab import SPEAKER
+    from avgen.metrics.attributes import detect_voice
+
+    prompt = lambda a: f"{SPEAKER[detect_voice(a, pipe.sample_rate) or 'low'][0]} talks"  # voice heard, no words
+    talks = held_out(pipe, ["talk"])
+    reals = [talks[i] for i in range(args.task_count)]
+    recorded, note = speech_windows(args.task_count, pipe.sample_rate)
+    out, shown = {"recorded speech source": note}, []
+    for name, audios in (("avworld speech", [c.audio for c in reals]), ("recorded speech", recorded)):
+        if len(audios) < 2:
+            continue
+        gens = [pipe(prompt(a), task="a2v", audio=a, seed=args.seed + i, steps=args.steps)
+                for i, a in enumerate(audios)]  # fmt: skip
+        other = shuffled(gens, ["all"] * len(gens))
+        out[name] = {
+            "generated": float(np.mean([mouth_sync(g) for g in gens])),
+            "generated video, other audio": float(np.mean([mouth_sync(g) for g in other])),
+            "generated video looks like a talking head (share)": float(np.mean([detect_family(g.video) == "talk"
+                                                                                for g in gens])),
+            "clips": len(gens),
+        }  # fmt: skip
+        if name == "avworld speech":
+            out[name]["real"] = float(np.mean([mouth_sync(c) for c in reals]))
+            out[name]["audio-shuffled"] = float(np.mean([mouth_sync(c) for c in shuffled(reals, ["t"] * len(reals))]))
+        shown += gens[:1]
+    return out, shown
+
+
+def video_to_audio(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict, list[AVClip]]:
+    bounces, aes = held_out(pipe, ["bounce"]), (pipe.video_ae, pipe.audio_ae)
+    reals = [bounces[i] for i in range(args.task_count)]
+    prompts = [c.caption if args.v2a_prompt == "caption" else "" for c in reals]
+    gens = [pipe(p, task="v2a", video=c.video, seed=args.seed + i, steps=args.steps)
+            for i, (p, c) in enumerate(zip(prompts, reals, strict=True))]  # fmt: skip
+    sets = {"generated": gens, "real": reals, "AE round trip": [round_trip(c, *aes) for c in reals],
+            "audio-shuffled": shuffled(reals, ["b"] * len(reals))}  # fmt: skip
+    out = {}
+    for name, clips in sets.items():
+        pr = np.array([onset_match(detect_onsets(c.audio, c.sample_rate), r.meta["events"])
+                       for c, r in zip(clips, reals, strict=True)])  # fmt: skip
+        out[name] = {
+            "onsets within a frame of a contact (share)": float(np.nanmean(pr[:, 0])),
+            "contacts that got an onset (share)": float(np.nanmean(pr[:, 1])),
+            "sound class correct (share)": float(np.mean([detect_sounds(c.audio, c.sample_rate)
+                                                          == attributes_from_meta(r.meta)["sound"]
+                                                          for c, r in zip(clips, reals, strict=True)])),
+            "AV-Align": float(np.mean([av_align(c) for c in clips])),
+        }  # fmt: skip
+    return out, gens[:2]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the report
+# ----------------------------------------------------------------------------------------------------------------------
+COLUMNS = ("generated", "real", "AE round trip", "audio-shuffled")
+
+
+def _fmt(x) -> str:
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return "–"
+    return f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
+def _table(head: list[str], rows: list[list]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"] + [
+        "| " + " | ".join(_fmt(x) for x in r) + " |" for r in rows
+    ]
+
+
+def markdown(res: dict) -> str:
+    t2av, cfg = res["t2av"], res["config"]
+    ov = res["overlap"]
+    lines = [f"# Evaluation of `{cfg['model']}` (DiT {cfg['model_hash']})", "",
+             f"{cfg['count']} held-out avworld scenes (seed {HELD_OUT_SEED}) + {cfg['novel']} novel captions, "
+             f"{cfg['steps']} sampling steps, {cfg['task_count']} clips per A2V/V2A row; "
+             f"{res['timing']['total']:.0f} s in all.", "", "Held-out check against the training set:",
+             *(f"- {k}: {v}" for k, v in ov.items()), "", "## Text → audio + video", ""]  # fmt: skip
+    sync_fd = {k: {**t2av["sync"][k], **t2av["fd"][k]} for k in COLUMNS}
+    metrics = list(sync_fd["real"])
+    lines += _table(["metric", *COLUMNS], [[m, *(sync_fd[k][m] for k in COLUMNS)] for m in metrics])
+    lines += ["", "FD: against a disjoint set of real held-out clips; the `real` column is the noise floor.", ""]
+    a = t2av["attributes"]
+    cols = [("generated", "accuracy"), ("generated", "other captions"), ("generated, novel captions", "accuracy"),
+            ("real", "accuracy"), ("real", "other captions"), ("AE round trip", "accuracy"),
+            ("audio-shuffled", "accuracy")]  # fmt: skip
+    head = ["attribute accuracy", *(n if k == "accuracy" else f"{n} vs other captions" for n, k in cols)]
+    lines += _table(head, [[attr, *(a[n][k].get(attr) for n, k in cols)] for attr in (*ATTRIBUTES, "all")])
+    lines += ["", "`vs other captions`: readings scored against another clip's caption (chance level).", ""]
+    lines += ["## Audio → video (mouth_sync)", ""]
+    a2v_cols = ["generated", "generated video, other audio", "real", "audio-shuffled",
+                "generated video looks like a talking head (share)", "clips"]  # fmt: skip
+    rows = [[k, *(v.get(c) for c in a2v_cols)] for k, v in res["a2v"].items() if isinstance(v, dict)]
+    lines += _table(["input", *a2v_cols], rows) + ["", f"Recorded speech: {res['a2v']['recorded speech source']}.", ""]
+    lines += ["## Video → audio (silent bounce videos; onsets vs true contact times, one frame = 62.5 ms)", ""]
+    v2a = res["v2a"]
+    lines += _table(["metric", *COLUMNS], [[m, *(v2a[k][m] for k in COLUMNS)] for m in v2a["real"]])
+    lines += ["", "## Time (s)", "", *(f"- {k}: {v:.1f}" for k, v in res["timing"].items()), ""]
+    return "\n".join(lines)
+
+
+def bar_chart(groups: list[tuple[str, dict[str, float]]], path: Path) -> None:
+    """One row of bars per metric (each scaled to its own largest value, the value written beside)."""
+    from PIL import Image, ImageDraw
+
+    colours = {"generated": (214, 96, 77), "real": (67, 147, 195), "AE round trip": (120, 120, 120),
+               "audio-shuffled": (230, 171, 2)}  # fmt: skip
+    bar, gap, left, width = 12, 14, 300, 320
+    height = sum(len(v) * bar + gap + 14 for _, v in groups) + 30
+    img = Image.new("RGB", (left + width + 80, height), "white")
+    d = ImageDraw.Draw(img)
+    for i, (name, col) in enumerate(colours.items()):
+        d.rectangle([8 + 150 * i, 8, 18 + 150 * i, 18], fill=col)
+        d.text((22 + 150 * i, 7), name, fill="black")
+    y = 30
+    for metric, values in groups:
+        d.text((8, y), metric[:48], fill="black")
+        top = max([abs(v) for v in values.values() if np.isfinite(v)] + [1e-9])
+        y += 14
+        for name, v in values.items():
+            w = 0 if not np.isfinite(v) else int(width * abs(v) / top)
+            d.rectangle([left, y, left + w, y + bar - 2], fill=colours.get(name, (0, 0, 0)))
+            d.text((left + w + 4, y), _fmt(v), fill="black")
+            d.text((left - 110, y), name[:18], fill=(90, 90, 90))
+            y += bar
+        y += gap
+    img.save(path)
+
+
+def plots(res: dict, shown: list[AVClip], out: Path) -> None:
+    from avgen.viz import clip_figure
+
+    t2av = res["t2av"]
+    groups = [(m, {k: t2av["sync"][k][m] for k in COLUMNS}) for m in t2av["sync"]["real"]]
+    groups += [(m, {k: t2av["fd"][k][m] for k in COLUMNS}) for m in t2av["fd"]["real"]]
+    groups += [(f"{attr} accuracy", {k: t2av["attributes"][k]["accuracy"].get(attr, np.nan) for k in COLUMNS})
+               for attr in (*ATTRIBUTES, "all")]  # fmt: skip
+    groups += [(f"V2A: {m}", {k: res["v2a"][k][m] for k in COLUMNS}) for m in res["v2a"]["real"]]
+    bar_chart(groups, out / "bars.png")
+    titles = [f"{c.meta.get('task', '')}: {c.caption or '(no prompt)'}"[:100] for c in shown]
+    clip_figure(shown, out / "samples.png", titles=titles, columns=2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="a model directory (AVGenPipeline.from_pretrained)")
+    ap.add_argument("--count", type=int, default=32, help="held-out avworld captions to generate from (>= 2)")
+    ap.add_argument("--novel", type=int, default=len(NOVEL), help=f"novel captions to use (of {len(NOVEL)})")
+    ap.add_argument("--task-count", type=int, default=None, help="clips per A2V / V2A row (default count // 2)")
+    ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--v2a-prompt", choices=("caption", "empty"), default="caption")
+    ap.add_argument("--latents", default="/work/runs/latents", help="training latent shards, to check held-out-ness")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default="outputs/eval")
+    args = ap.parse_args(argv)
+    if args.count < 2:
+        ap.error("--count must be at least 2")
+    args.task_count = args.task_count or max(2, args.count // 2)
+    try:
+        pipe = AVGenPipeline.from_pretrained(args.model, device=args.device)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out, start = Path(args.out), time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    res = {"overlap": training_overlap(args.latents, [held_out(pipe)[i].caption for i in range(args.count)])}
+    timing, shown = {}, []
+    for name, section in (("t2av", text_to_av), ("a2v", audio_to_video), ("v2a", video_to_audio)):
+        t = time.time()
+        res[name], clips = section(pipe, args)
+        shown += clips
+        timing[name] = time.time() - t
+        print(f"[evaluate] {name} done in {timing[name]:.0f} s", file=sys.stderr, flush=True)
+    res["timing"] = {**timing, "total": time.time() - start}
+    res["config"] = {**vars(args), "model_hash": pipe.model_hash, "steps": args.steps or pipe.sampler.steps}
+    (out / "eval.md").write_text(markdown(res) + "\n")
+    (out / "eval.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
+    plots(res, shown, out)
+    print(markdown(res))
+    print(f"wrote {out}/eval.md, eval.json, bars.png, samples.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
