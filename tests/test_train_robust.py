@@ -118,3 +118,28 @@ def test_bad_settings_stop_before_the_first_step(data, tmp_path, extra, message)
     assert done.returncode == 2, done.stderr[-2000:]
     assert message in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert not (tmp_path / "bad" / "checkpoints").exists()
+
+
+def test_fsdp2_two_ranks_equal_one_process_and_resume_from_dcp(data, tmp_path):
+    import shutil
+
+    torchrun = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                "-m", "avgen.cli.train")  # fmt: skip
+    common = ("trainer.steps=6", "trainer.ckpt_every=2", "trainer.keep=2")
+    one = train(data, tmp_path / "one", *common)
+    fsdp = train(data, tmp_path / "fsdp", *common, "trainer.fsdp=true", launcher=torchrun)
+    assert one.returncode == 0 and fsdp.returncode == 0, fsdp.stderr[-3000:]
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "fsdp")
+    worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert worst < 1e-5, worst
+    ckpts = tmp_path / "fsdp" / "checkpoints"
+    names = ["step_00000004.dcp", "step_00000004.pt", "step_00000006.dcp", "step_00000006.pt"]
+    assert sorted(p.name for p in ckpts.iterdir()) == names  # step 2 pruned, shards and all
+    # resume from the DCP shards: drop the step-6 checkpoint and rerun; training continues from step 4
+    shutil.rmtree(ckpts / "step_00000006.dcp")
+    (ckpts / "step_00000006.pt").unlink()
+    shutil.rmtree(tmp_path / "fsdp" / "export")
+    resumed = train(data, tmp_path / "fsdp", *common, "trainer.fsdp=true", launcher=torchrun)
+    assert resumed.returncode == 0 and "resumed from" in resumed.stdout, resumed.stderr[-3000:]
+    c = weights(tmp_path / "fsdp")
+    assert all(torch.equal(b[k], c[k]) for k in b)

@@ -277,8 +277,10 @@ class AVDiT(nn.Module):
         mask = (
             torch.ones(text.shape[:2], dtype=torch.bool, device=text.device) if text_mask is None else text_mask.bool()
         )
-        if drop_text is None or not bool(drop_text.any()):
+        if drop_text is None:
             return text, mask
+        # drop_text given (training, guidance): always route through the null text, even when no sample drops it,
+        # so every rank's graph has the same parameters (DDP / FSDP reduce the same buckets); values are unchanged
         null, null_mask = self.null_text_batch(b)
         s = max(text.shape[1], null.shape[1])
         text, mask = _pad_text(text, mask, s)

@@ -33,7 +33,9 @@ class EMA:
         decay = self.current_decay()
         src = unwrap(model)
         ema_params = list(self.model.parameters())
-        new_params = [p.detach().to(e.dtype) for p, e in zip(src.parameters(), ema_params, strict=True)]
+        # FSDP2 parameters are DTensor shards: the EMA keeps full tensors (all-gathered here)
+        full = [p.full_tensor() if hasattr(p, "full_tensor") else p for p in src.parameters()]
+        new_params = [p.detach().to(e.dtype) for p, e in zip(full, ema_params, strict=True)]
         torch._foreach_lerp_(ema_params, new_params, 1.0 - decay)
         for b_ema, b in zip(self.model.buffers(), src.buffers(), strict=True):
             b_ema.copy_(b)

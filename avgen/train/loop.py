@@ -17,10 +17,12 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from avgen.train import sharding
 from avgen.train.batches import LatentBatcher, batch_indices  # noqa: F401  (re-exported for callers)
 from avgen.train.checkpoint import (
     capture_rng_state,
     latest_checkpoint,
+    list_checkpoints,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
@@ -36,6 +38,7 @@ class TrainConfig:
     steps: int = 20000
     batch_size: int = 16  # global: summed over ranks and micro-batches
     grad_accum: int = 1  # micro-batches per rank per step
+    fsdp: bool = False  # under torchrun: FSDP2 fully_shard instead of DDP (large presets)
     lr: float = 3e-4
     weight_decay: float = 0.01
     warmup: int = 500
@@ -80,15 +83,18 @@ def train_dit(model, objective, batcher, n_items: int, cfg: TrainConfig, out_dir
     model.to(info.device).train()
     ema = EMA(model, cfg.ema_decay)
     net = model
-    if info.distributed:
+    fsdp = cfg.fsdp and info.distributed
+    if fsdp:
+        sharding.shard_model(model, info.device.type)
+    elif info.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
-        # device_ids=None: inputs are already on the device (and the layout argument must not be copied); unused
-        # parameters (the null text in a batch without caption dropout) are expected
-        net = DistributedDataParallel(model, device_ids=None, find_unused_parameters=True)
+        # device_ids=None: inputs are already on the device (and the layout argument must not be copied). Every
+        # parameter takes part in every step (the null text too, see AVDiT._text), so no unused-parameter search.
+        net = DistributedDataParallel(model, device_ids=None)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    step = _resume(out, info, model, ema, opt, sched)
+    step = _resume(out, info, model, ema, opt, sched, fsdp)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if info.device.type == "cuda" else contextlib.nullcontext()
     logger = MetricsLogger(out, enabled=info.is_main)
     bar = tqdm(total=cfg.steps, initial=step, disable=not (cfg.progress and info.is_main), desc="train dit")
@@ -103,7 +109,10 @@ def train_dit(model, objective, batcher, n_items: int, cfg: TrainConfig, out_dir
             xv, xa, text, mask = batcher(mine[a * micro : (a + 1) * micro])
             first = info.rank * local + a * micro  # global index of this micro-batch's first sample
             seeds = [(cfg.seed, step, first + j) for j in range(micro)]
-            sync = net.no_sync() if info.distributed and a < cfg.grad_accum - 1 else contextlib.nullcontext()
+            last_micro = a == cfg.grad_accum - 1
+            sync = net.no_sync() if info.distributed and not fsdp and not last_micro else contextlib.nullcontext()
+            if fsdp:
+                sharding.set_gradient_sync(model, last_micro)
             with sync, autocast:
                 terms = objective(net, xv, xa, text, mask, batcher.layout, seeds)
             with sync:
@@ -115,7 +124,7 @@ def train_dit(model, objective, batcher, n_items: int, cfg: TrainConfig, out_dir
             raise FloatingPointError(
                 f"non-finite loss at step {step}; the last good checkpoint is in {out}/checkpoints"
             )
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        norm = sharding.full(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
         if any_rank(not torch.isfinite(norm), info.device):
             raise FloatingPointError(f"non-finite gradient at step {step}; the last good checkpoint is in {out}")
         opt.step()
@@ -134,7 +143,7 @@ def train_dit(model, objective, batcher, n_items: int, cfg: TrainConfig, out_dir
                 logger.log(step, validate(ema.model, step))
             barrier()
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            _save(out, info, cfg, step, model, ema, opt, sched)
+            _save(out, info, cfg, step, model, ema, opt, sched, fsdp)
     bar.close()
     logger.close()
     return last | {"ema": ema}
@@ -150,29 +159,42 @@ def _rank_log(out: Path, info: DistInfo, step: int, sums: dict) -> None:
         f.write(f"step {step} " + " ".join(f"{k}={v:.6f}" for k, v in sums.items()) + "\n")
 
 
-def _save(out: Path, info: DistInfo, cfg: TrainConfig, step: int, model, ema, opt, sched) -> None:
-    """Rank 0 writes the checkpoint with every rank's RNG state; the others wait until it is complete."""
+def _save(out: Path, info: DistInfo, cfg: TrainConfig, step: int, model, ema, opt, sched, fsdp: bool) -> None:
+    """Rank 0 writes the checkpoint with every rank's RNG state; the others wait until it is complete. Under FSDP
+    every rank first writes its model and optimizer shards (DCP) and the .pt holds the rest."""
     rng = capture_rng_state()
+    if fsdp:
+        sharding.save_shards(out / "checkpoints", step, model, opt)
     ranks = [None] * info.world_size if info.distributed else [rng]
     if info.distributed:
         dist.all_gather_object(ranks, rng)
     if info.is_main:
-        state = {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                 "scheduler": sched.state_dict(), "step": step, "rng": rng, "rng_ranks": ranks,
-                 "data_position": step * cfg.batch_size, "world_size": info.world_size,
-                 "config": asdict(cfg)}  # fmt: skip
+        state = {"ema": ema.state_dict(), "scheduler": sched.state_dict(), "step": step, "rng": rng,
+                 "rng_ranks": ranks, "data_position": step * cfg.batch_size, "world_size": info.world_size,
+                 "fsdp": fsdp, "config": asdict(cfg)}  # fmt: skip
+        if not fsdp:
+            state |= {"model": model.state_dict(), "optimizer": opt.state_dict()}
         save_checkpoint(out / "checkpoints", step, state, keep=cfg.keep)
+        if fsdp:
+            sharding.prune_shards(out / "checkpoints", {int(p.stem[5:]) for p in list_checkpoints(out / "checkpoints")})
     barrier()
 
 
-def _resume(out: Path, info: DistInfo, model, ema, opt, sched) -> int:
+def _resume(out: Path, info: DistInfo, model, ema, opt, sched, fsdp: bool) -> int:
     found = latest_checkpoint(out / "checkpoints")
     if found is None:
         return 0
     state = load_checkpoint(found, map_location=info.device)
-    model.load_state_dict(state["model"])
+    if bool(state.get("fsdp", False)) != fsdp:
+        raise ValueError(
+            f"{found} was written with trainer.fsdp={state.get('fsdp', False)}: resume with the same setting"
+        )
+    if fsdp:
+        sharding.load_shards(found, model, opt)
+    else:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
     ema.load_state_dict(state["ema"])
-    opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     ranks = state.get("rng_ranks") or [state["rng"]]
     restore_rng_state(ranks[info.rank] if len(ranks) == info.world_size else state["rng"])
