@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += [""] + [f"- {n}" for n in notes] if notes else []
     table = "\n".join(lines)
     print(table)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(table + "\n")
     report = {"header": header, "quick": args.quick, "rows": rows, "notes": notes}
     Path(args.json or Path(args.out).with_suffix(".json")).write_text(json.dumps(report, indent=1) + "\n")
