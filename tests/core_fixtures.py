@@ -31,3 +31,26 @@ def structured_latents(layout: AVTokenLayout, seed: int = 0) -> tuple[torch.Tens
     za = torch.nn.functional.avg_pool1d(torch.randn(1, *layout.audio_latent, generator=g), 5, stride=1, padding=2)
     xv, xa = layout.patchify(zv / zv.std(), za / za.std())
     return xv, xa
+
+
+TINY_MODEL_CONFIG = {
+    "clip": {"duration": 2.0, "size": [64, 64]},
+    "tokens": {"video_patch": [1, 2, 2], "audio_patch": 2, "ref_rate": 100.0},
+    "text_encoder": {"path": None, "max_tokens": 16},
+    "sampler": {"method": "euler", "steps": 3, "shift": 1.0, "cfg_video": 2.0, "cfg_audio": 2.0},
+}
+
+
+def tiny_model_dir(directory):
+    """A random-weight model directory (tiny AEs, a 1-block DiT, fp16 storage) that AVGenPipeline loads in a second."""
+    from avgen.autoencoders import SeanetAudioAE, VideoVAE
+    from avgen.pipeline import export_model
+
+    torch.manual_seed(0)
+    video = VideoVAE(latent_channels=4, width=8, mults=[1, 1, 1], blocks=1, latent_blocks=1)
+    audio = SeanetAudioAE(latent_channels=4, n_filters=4)
+    layout = AVTokenLayout.from_autoencoders(video, audio, 2.0, (64, 64), audio_patch=2)
+    dit = AVDiT(layout.pv, layout.pa, width=32, depth=1, heads=2, text_dim=384)
+    for p in dit.parameters():  # adaLN-Zero starts at zero velocity; give the random model something to say
+        torch.nn.init.normal_(p, std=0.05)
+    return export_model(dit, directory, TINY_MODEL_CONFIG, video, audio, half=True)

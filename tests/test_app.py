@@ -24,37 +24,22 @@ import soundfile as sf
 import torch
 
 from avgen.app.core import TASK_LABELS, AppCore, AppError, Limits, Request, example_prompts
-from avgen.autoencoders import SeanetAudioAE, VideoVAE
 from avgen.data.avworld import AVWorld
 from avgen.media import read_clip, read_metadata
-from avgen.models.dit import AVDiT
-from avgen.pipeline import AVGenPipeline, export_model
-from avgen.tokens import AVTokenLayout
+from avgen.pipeline import AVGenPipeline
+from tests.core_fixtures import tiny_model_dir
 from tests.media_factory import flash_click_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
-CONFIG = {
-    "clip": {"duration": 2.0, "size": [64, 64]},
-    "tokens": {"video_patch": [1, 2, 2], "audio_patch": 2, "ref_rate": 100.0},
-    "text_encoder": {"path": None, "max_tokens": 16},
-    "sampler": {"method": "euler", "steps": 3, "shift": 1.0, "cfg_video": 2.0, "cfg_audio": 2.0},
-}
 VIDEO_READY = "() => { const v = document.querySelector('#result-video video'); return v && v.readyState >= 1; }"
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    video = VideoVAE(latent_channels=4, width=8, mults=[1, 1, 1], blocks=1, latent_blocks=1)
-    audio = SeanetAudioAE(latent_channels=4, n_filters=4)
-    layout = AVTokenLayout.from_autoencoders(video, audio, 2.0, (64, 64), audio_patch=2)
-    dit = AVDiT(layout.pv, layout.pa, width=32, depth=1, heads=2, text_dim=384)
-    for p in dit.parameters():  # adaLN-Zero starts at zero velocity; give the random model something to say
-        torch.nn.init.normal_(p, std=0.05)
-    return export_model(dit, tmp_path_factory.mktemp("model") / "m", CONFIG, video, audio, half=True)
+    return tiny_model_dir(tmp_path_factory.mktemp("model") / "m")
 
 
 @pytest.fixture(scope="module")

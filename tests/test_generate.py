@@ -10,33 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from avgen.autoencoders import SeanetAudioAE, VideoVAE
 from avgen.media import AVClip, read_clip, read_metadata
 from avgen.metrics.recon import psnr
-from avgen.models.dit import AVDiT
-from avgen.pipeline import AVGenPipeline, export_model
-from avgen.tokens import AVTokenLayout
+from avgen.pipeline import AVGenPipeline
+from tests.core_fixtures import tiny_model_dir
 from tests.media_factory import flash_click_clip
-
-CONFIG = {
-    "clip": {"duration": 2.0, "size": [64, 64]},
-    "tokens": {"video_patch": [1, 2, 2], "audio_patch": 2, "ref_rate": 100.0},
-    "text_encoder": {"path": None, "max_tokens": 16},
-    "sampler": {"method": "euler", "steps": 3, "shift": 1.0, "cfg_video": 2.0, "cfg_audio": 2.0},
-}
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    video = VideoVAE(latent_channels=4, width=8, mults=[1, 1, 1], blocks=1, latent_blocks=1)
-    audio = SeanetAudioAE(latent_channels=4, n_filters=4)
-    layout = AVTokenLayout.from_autoencoders(video, audio, 2.0, (64, 64), audio_patch=2)
-    dit = AVDiT(layout.pv, layout.pa, width=32, depth=1, heads=2, text_dim=384)
-    for p in dit.parameters():  # adaLN-Zero starts at zero velocity; give the random model something to say
-        torch.nn.init.normal_(p, std=0.05)
-    return export_model(dit, root / "m", CONFIG, video, audio, half=True)
+    return tiny_model_dir(tmp_path_factory.mktemp("model") / "m")
 
 
 def log_mel_distance(a: torch.Tensor, b: torch.Tensor, sr: int) -> float:

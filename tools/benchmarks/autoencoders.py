@@ -5,14 +5,13 @@ audio; peak resident memory of each. Random weights: speed does not depend on wh
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import torch
 
 from avgen.autoencoders import SeanetAudioAE, VideoVAE
 from avgen.autoencoders.losses import AudioAELoss, VideoAELoss
-from tools.benchmarks.common import MEMORY_METHOD, memory_row, peak_rss
+from tools.benchmarks.common import MEMORY_METHOD, best_time, memory_row, peak_rss
 
 SECTION = "autoencoders"
 NOTES = [MEMORY_METHOD + "."]
@@ -21,13 +20,7 @@ BATCH = 8
 
 def per_second(fn: Callable[[], object], items: int, repeats: int) -> float:
     """Items per second of `fn` (one warm-up call, then the best of `repeats` timed calls)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return items / best
+    return items / best_time(fn, repeats)
 
 
 def train_step_fn(ae: torch.nn.Module, loss_fn, x: torch.Tensor) -> Callable[[], None]:
