@@ -44,7 +44,7 @@ class Validator:
             for i, prompt in enumerate(self.prompts):
                 clip = pipe(prompt, seed=self.seed + i, **sampler)
                 offset, confidence = estimate_offset(clip)
-                offsets.append(abs(offset) if confidence >= 0.2 else 0.5)  # untrustworthy -> the search limit
+                offsets.append(abs(offset) if confidence >= 0.15 else 0.5)  # untrustworthy: the search limit
                 aligns.append(av_align(clip))
                 if " says " in prompt or " speaks " in prompt or " talks" in prompt:
                     mouths.append(mouth_sync(clip))
