@@ -41,8 +41,9 @@ TINY_MODEL_CONFIG = {
 }
 
 
-def tiny_model_dir(directory):
-    """A random-weight model directory (tiny AEs, a 1-block DiT, fp16 storage) that AVGenPipeline loads in a second."""
+def tiny_model_dir(directory, perturb: bool = True, half: bool = True, **sampler):
+    """A random-weight model directory (tiny AEs, a 1-block DiT) that AVGenPipeline loads in a second. perturb: move
+    the weights off adaLN-Zero's zero-velocity start; sampler: overrides of the default sampler settings."""
     from avgen.autoencoders import SeanetAudioAE, VideoVAE
     from avgen.pipeline import export_model
 
@@ -51,6 +52,7 @@ def tiny_model_dir(directory):
     audio = SeanetAudioAE(latent_channels=4, n_filters=4)
     layout = AVTokenLayout.from_autoencoders(video, audio, 2.0, (64, 64), audio_patch=2)
     dit = AVDiT(layout.pv, layout.pa, width=32, depth=1, heads=2, text_dim=384)
-    for p in dit.parameters():  # adaLN-Zero starts at zero velocity; give the random model something to say
+    for p in dit.parameters() if perturb else ():  # adaLN-Zero starts at zero velocity; give it something to say
         torch.nn.init.normal_(p, std=0.05)
-    return export_model(dit, directory, TINY_MODEL_CONFIG, video, audio, half=True)
+    config = {**TINY_MODEL_CONFIG, "sampler": {**TINY_MODEL_CONFIG["sampler"], **sampler}}
+    return export_model(dit, directory, config, video, audio, half=half)

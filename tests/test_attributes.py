@@ -159,21 +159,10 @@ def test_novel_captions_state_combinations_the_world_never_makes():
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from avgen.autoencoders import SeanetAudioAE, VideoVAE
-    from avgen.models.dit import AVDiT
-    from avgen.pipeline import export_model
-    from avgen.tokens import AVTokenLayout
+    from tests.core_fixtures import tiny_model_dir
 
-    torch.manual_seed(0)
-    video = VideoVAE(latent_channels=4, width=8, mults=[1, 1, 1], blocks=1, latent_blocks=1)
-    audio = SeanetAudioAE(latent_channels=4, n_filters=4)
-    layout = AVTokenLayout.from_autoencoders(video, audio, 2.0, (64, 64), audio_patch=2)
-    dit = AVDiT(layout.pv, layout.pa, width=32, depth=1, heads=2, text_dim=384)
-    config = {"clip": {"duration": 2.0, "size": [64, 64]},
-              "tokens": {"video_patch": [1, 2, 2], "audio_patch": 2, "ref_rate": 100.0},
-              "text_encoder": {"path": None, "max_tokens": 16},
-              "sampler": {"method": "euler", "steps": 1, "shift": 1.0, "cfg_video": 1.0, "cfg_audio": 1.0}}  # fmt: skip
-    return export_model(dit, tmp_path_factory.mktemp("model") / "m", config, video, audio)
+    return tiny_model_dir(tmp_path_factory.mktemp("model") / "m", perturb=False, half=False, steps=1, cfg_video=1.0,
+                          cfg_audio=1.0)  # fmt: skip
 
 
 def test_evaluate_end_to_end(tiny_model, tmp_path):
