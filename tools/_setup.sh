@@ -4,7 +4,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-EXTRAS="${AVGEN_EXTRAS:-dev}"
+LOCK="${AVGEN_LOCK:-base}"
 
 install_system_packages() {
   # Debian packages the tests read real media from, and ffprobe to check our mp4s from the outside.
@@ -23,17 +23,22 @@ install_system_packages() {
 }
 
 setup_venv() {
+  # Install exactly what locks/$LOCK.txt pins (hash-checked), then avgen itself without dependencies, then a smoke
+  # import of the compiled stack. LOCK: dev-app for tools/test.sh, base for tools/demo.sh (see tools/lock.py).
+  local lock="locks/${LOCK}.txt"
+  [ -f "$lock" ] || { echo "error: $lock not found (AVGEN_LOCK=$LOCK); expected one of: $(ls locks)" >&2; exit 1; }
   if [ ! -x .venv/bin/python ]; then
     echo "[setup] creating .venv"
     python3 -m venv .venv
   fi
-  local stamp=".venv/.avgen-installed-${EXTRAS//,/-}"
+  local stamp=".venv/.avgen-lock-${LOCK}"
   local want
-  want="$(sha256sum pyproject.toml | cut -c1-16)"
+  want="$(cat "$lock" pyproject.toml | sha256sum | cut -c1-16)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    echo "[setup] installing avgen[${EXTRAS}] into .venv (first time: a few minutes, torch is large)"
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".[${EXTRAS}]"
+    echo "[setup] installing $lock into .venv (first time: a few minutes, torch is large)"
+    .venv/bin/python -m pip install -q --disable-pip-version-check --require-hashes -r "$lock"
+    .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+    .venv/bin/python tools/smoke_import.py
     echo "$want" >"$stamp"
   fi
 }

@@ -23,6 +23,7 @@ from avgen.autoencoders.losses import log_mel_l1
 from avgen.data import AVWorld, MediaFolder, collate_clips, video_from_model
 from avgen.media import AVClip
 from avgen.metrics.recon import onset_recall, psnr, si_sdr, ssim
+from avgen.paths import portable_path
 from avgen.viz import clip_figure
 
 HELD_OUT_SEED = 1_000_003
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     sets = {f"avworld held-out ({args.count} clips)": [world[i] for i in range(args.count)]}
     if args.folder:
         folder = MediaFolder(args.folder, 2.0, fps, sr, size=64, train=False, missing_audio="silence")
-        sets[f"real media ({args.folder})"] = [folder[i] for i in range(len(folder))]
+        sets[f"real media ({portable_path(args.folder)})"] = [folder[i] for i in range(len(folder))]
     lines, shown = [], []
     for name, clips in sets.items():
         means, recons = evaluate(clips, video_ae, audio_ae)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Evaluate a trained model on held-out captions: sync, attributes, Fréchet distance, A2V and V2A.
 
-    OMP_NUM_THREADS=1 python tools/evaluate.py --model /work/runs/export_latest --count 32 --steps 16 \
+    OMP_NUM_THREADS=1 python tools/evaluate.py --model runs/export_latest --count 32 --steps 16 \
         --out outputs/eval            # writes eval.md, eval.json, bars.png, samples.png there
 
 Held out: avworld scenes from seed 777 (training used seed 0) and hand-written captions with attribute combinations
@@ -40,6 +40,7 @@ from avgen.metrics.attributes import (
     read_attributes,
 )
 from avgen.metrics.frechet import fd_scores
+from avgen.paths import portable_path
 from avgen.pipeline import AVGenPipeline
 
 HELD_OUT_SEED = 777
@@ -377,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--v2a-prompt", choices=("caption", "empty"), default="caption")
-    ap.add_argument("--latents", default="/work/runs/latents", help="training latent shards, to check held-out-ness")
+    ap.add_argument("--latents", default=None, help="training latent shards, to check held-out-ness")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default="outputs/eval")
     args = ap.parse_args(argv)
@@ -400,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         timing[name] = time.time() - t
         print(f"[evaluate] {name} done in {timing[name]:.0f} s", file=sys.stderr, flush=True)
     res["timing"] = {**timing, "total": time.time() - start}
-    res["config"] = {**vars(args), "model_hash": pipe.model_hash, "steps": args.steps or pipe.sampler.steps}
+    paths = {k: portable_path(getattr(args, k)) for k in ("model", "latents", "out")}  # nothing machine-specific
+    res["config"] = {**vars(args), **paths, "model_hash": pipe.model_hash, "steps": args.steps or pipe.sampler.steps}
     (out / "eval.md").write_text(markdown(res) + "\n")
     (out / "eval.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
     plots(res, shown, out)

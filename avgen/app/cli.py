@@ -1,6 +1,6 @@
 """avgen-app: serve the Gradio page for one model directory.
 
-    avgen-app                                  # assets/default, http://127.0.0.1:7860
+    avgen-app                                  # $AVGEN_MODEL or ./assets/default, http://127.0.0.1:7860
     avgen-app --model runs/dit/export --port 8000
     avgen-app --host 0.0.0.0                   # reachable from the network (or --share for a Gradio link)
 
@@ -19,12 +19,12 @@ from pathlib import Path
 
 from avgen.app.core import Limits
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "assets" / "default"
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="avgen-app", description="A web page for every avgen generation task.")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model directory (default: assets/default)")
+    p.add_argument(
+        "--model", type=Path, default=None, help="model directory (default: $AVGEN_MODEL, else ./assets/default)"
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 exposes the app on the network)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--share", action="store_true", help="also open a public Gradio share link (needs internet)")
@@ -75,7 +75,13 @@ def serve(args: argparse.Namespace, workdir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from avgen.paths import default_model_dir
+
     args = parse_args(argv)
+    try:
+        args.model = default_model_dir(args.model)
+    except FileNotFoundError as e:
+        sys.exit(f"avgen-app: {e}")
     if not (args.model / "dit").is_dir():
         sys.exit(f"avgen-app: no trained model in {args.model} (dit/ is missing): pass --model DIR")
     workdir = Path(tempfile.mkdtemp(prefix="avgen-app-"))

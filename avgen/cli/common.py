@@ -10,8 +10,8 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from avgen.media import MediaError
 
-# conf/ at the repository root (editable installs and checkouts); Hydra takes an absolute path
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+# avgen/conf/ ships inside the package (package data), so checkouts, editable and wheel installs find the same files
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 USER_ERRORS = (ValueError, FileNotFoundError, MediaError, MissingMandatoryValue, FloatingPointError)
 

@@ -1,4 +1,4 @@
-"""avgen-generate: prompts (and optional input media) -> mp4s with synchronized sound. See conf/generate.yaml."""
+"""avgen-generate: prompts (and optional input media) -> mp4s with synchronized sound. Config: avgen/conf/generate/."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from omegaconf import DictConfig
 
 from avgen.cli.common import CONFIG_DIR, friendly_errors
 from avgen.media import MediaError, read_clip
+from avgen.paths import default_model_dir
 
-DEFAULT_MODEL = Path(CONFIG_DIR).parent / "assets" / "default"
 FREE_TEXT_KEYS = ("prompt", "input", "out", "model", "prompts_file")
 
 
@@ -90,7 +90,7 @@ def run(cfg: DictConfig) -> list[Path]:
     if cfg.task not in TASKS:
         raise ValueError(f"task={cfg.task}: choose one of {', '.join(TASKS)}")
     prompts = prompts_of(cfg)
-    model = Path(cfg.model) if cfg.model else DEFAULT_MODEL
+    model = default_model_dir(cfg.model)
     if not (model / "dit").is_dir():
         raise FileNotFoundError(
             f"no trained model in {model} (dit/ is missing): pass model=DIR (an avgen-train export directory)"

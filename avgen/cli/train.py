@@ -1,4 +1,4 @@
-"""avgen-train: train the joint DiT with Hydra configs (conf/train.yaml). Rerun the same command to resume.
+"""avgen-train: train the joint DiT with Hydra configs (avgen/conf/train.yaml). Rerun the same command to resume.
 
 avgen-train latents=runs/latents out_dir=runs/dit                 # on cached latents (tools/cache_latents.py)
 avgen-train data=avworld out_dir=runs/dit                         # clips encoded on the fly
@@ -18,6 +18,7 @@ from avgen.autoencoders import load
 from avgen.cli.common import CONFIG_DIR, friendly_errors
 from avgen.data.latents import LatentShards
 from avgen.models.dit import build_dit
+from avgen.paths import default_ae_dir, portable_path
 from avgen.pipeline import AVGenPipeline, export_model
 from avgen.tokens import AVTokenLayout
 from avgen.train.batches import ClipBatcher, LatentBatcher
@@ -30,7 +31,8 @@ def _layout(cfg: DictConfig, video_ae, audio_ae) -> AVTokenLayout:
     for key, ae, name in (("fps", video_ae, "video"), ("sample_rate", audio_ae, "audio")):
         if cfg.clip.get(key) is not None and float(cfg.clip[key]) != float(ae.geometry.input_rate):
             raise ValueError(
-                f"clip.{key}={cfg.clip[key]} but the {name} autoencoder ({cfg[name + '_ae'].path}) runs at "
+                f"clip.{key}={cfg.clip[key]} but the {name} autoencoder "
+                f"({default_ae_dir(name + '_ae', cfg[name + '_ae'].path)}) runs at "
                 f"{ae.geometry.input_rate}: set clip.{key}={ae.geometry.input_rate} or use another {name}_ae"
             )
     return AVTokenLayout.from_autoencoders(
@@ -72,7 +74,8 @@ def run(cfg: DictConfig) -> dict:
     trainer = TrainConfig(**OmegaConf.to_container(cfg.trainer))
     info = setup(trainer.device)
     check_config(trainer, info.world_size)  # before anything slow
-    video_ae, audio_ae = load(cfg.video_ae.path, info.device), load(cfg.audio_ae.path, info.device)
+    video_ae = load(default_ae_dir("video_ae", cfg.video_ae.path), info.device)
+    audio_ae = load(default_ae_dir("audio_ae", cfg.audio_ae.path), info.device)
     layout = _layout(cfg, video_ae, audio_ae)
     text = instantiate(cfg.text_encoder)
     batcher, source = _batcher(cfg, layout, video_ae, audio_ae, text, info.device)
@@ -108,7 +111,7 @@ def export_config(cfg: DictConfig, trainer: TrainConfig) -> dict:
         "tokens": OmegaConf.to_container(cfg.tokens),
         "text_encoder": text,
         "sampler": OmegaConf.to_container(cfg.sampler),
-        "training": {"steps": trainer.steps, "batch_size": trainer.batch_size, "latents": str(cfg.latents)},
+        "training": {"steps": trainer.steps, "batch_size": trainer.batch_size, "latents": portable_path(cfg.latents)},
     }
 
 

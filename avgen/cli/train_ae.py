@@ -1,4 +1,4 @@
-"""avgen-train-ae: train a video or audio autoencoder with Hydra configs (conf/train_ae.yaml, conf/ae/)."""
+"""avgen-train-ae: train a video or audio autoencoder with Hydra configs (avgen/conf/train_ae.yaml, avgen/conf/ae/)."""
 
 from __future__ import annotations
 
