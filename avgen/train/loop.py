@@ -113,9 +113,9 @@ def train_dit(model, objective, batcher, n_items: int, cfg: TrainConfig, out_dir
             sync = net.no_sync() if info.distributed and not fsdp and not last_micro else contextlib.nullcontext()
             if fsdp:
                 sharding.set_gradient_sync(model, last_micro)
-            with sync, autocast:
-                terms = objective(net, xv, xa, text, mask, batcher.layout, seeds)
-            with sync:
+            with sync:  # one no_sync() around forward and backward (a no_sync context cannot be entered twice)
+                with autocast:
+                    terms = objective(net, xv, xa, text, mask, batcher.layout, seeds)
                 (terms["loss"] * (micro / local)).backward()
             for k in sums:
                 sums[k] += float(terms[k].detach()) * micro / local
