@@ -139,3 +139,21 @@ def frame_numbers(video: torch.Tensor) -> list[tuple[int, float]]:
     code = np.abs(mean[:, :, None] - LEVELS[None, None]).argmin(-1)  # (t, 3)
     err = np.abs(mean - LEVELS[code]).max(-1)
     return [(int(c[0] + 6 * c[1] + 36 * c[2]), float(e)) for c, e in zip(code, err, strict=True)]
+
+
+def media_folder_with_bad_files(root: Path) -> Path:
+    """Three good 2 s clips with captions beside four unreadable files (empty, truncated, no audio, garbage) and a
+    file that is not media."""
+    from avgen.media import write_clip
+
+    for i in range(3):
+        clip = flash_click_clip(duration=2.0, events=(0.25 + 0.25 * i, 1.5))
+        write_clip(clip, root / f"good{i}.mp4")
+        (root / f"good{i}.txt").write_text(f"clip number {i}\n")
+    (root / "empty.mp4").write_bytes(b"")
+    data = (root / "good0.mp4").read_bytes()
+    (root / "truncated.mp4").write_bytes(data[: len(data) // 4])
+    write_custom(root / "silent.mkv", flash_click_clip(), acodec=None)
+    (root / "garbage.avi").write_bytes(b"\x00garbage" * 100)
+    (root / "notes.md").write_text("not media")
+    return root

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -36,11 +37,16 @@ def test_core_groups_build():
         assert cfg["method"] in ("euler", "heun") and cfg["steps"] >= 1
 
 
-def test_folder_data_requires_root():
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
-        cfg = compose("train_ae", overrides=["data=folder"])
-    with pytest.raises(Exception, match="root"):
-        instantiate(cfg.data)
+def test_folder_data_requires_root(tmp_path):
+    """data=folder without data.root: one line from avgen-train-ae that names the key, before any work is done."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "avgen.cli.train_ae", "data=folder", "out_dir=never"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: data.root is required: add data.root=... to the command line"
 
 
 def _options(group: str) -> list[str]:

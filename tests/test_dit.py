@@ -26,21 +26,63 @@ def perturbed(layout, **kw):
     return model.eval()
 
 
-def test_modulation_per_distinct_level_equals_naive_per_token():
+def _mixed_levels(layout, b: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    levels = torch.tensor([0.0, 0.3, 0.9])
+    tv = levels[torch.randint(0, 3, (b, layout.lv), generator=g)]
+    ta = levels[torch.randint(0, 3, (b, layout.la), generator=g)]
+    return layout.interleave(tv[..., None], ta[..., None])[..., 0]  # (b, l)
+
+
+def reference_block(block, x, t_emb_tok, text, mask, cos2, sin2):
+    """DiTBlock written out with each token's modulation computed from its own level embedding (no gathering)."""
+    shift1, scale1, gate1, shift2, scale2, gate2 = block.ada(t_emb_tok).chunk(6, dim=-1)  # (b, l, d) each
+    x = x + gate1 * block.attn(modulate(block.norm1(x), shift1, scale1), cos2, sin2)
+    x = x + block.cross(block.norm_x(x), text, mask)
+    return x + gate2 * block.mlp(modulate(block.norm2(x), shift2, scale2))
+
+
+def test_block_and_final_layer_match_a_token_by_token_reference_modulation():
     layout = tiny_layout()
     model = perturbed(layout)
     b = 2
-    levels = torch.tensor([0.0, 0.3, 0.9])
-    tv = levels[torch.randint(0, 3, (b, layout.lv))]
-    ta = levels[torch.randint(0, 3, (b, layout.la))]
-    t = layout.interleave(tv[..., None], ta[..., None])[..., 0]
-    block = model.blocks[0]
+    t = _mixed_levels(layout, b)
+    x, text, mask = torch.randn(b, layout.l, 64), torch.randn(b, 5, 16), torch.ones(b, 5, dtype=torch.bool)
     uniq, idx = torch.unique(t, return_inverse=True)
-    gathered = block.ada(model.t_embed(uniq))[idx]  # (b, l, 6d)
-    naive = block.ada(model.t_embed(t.flatten())).view(b, layout.l, -1)
-    torch.testing.assert_close(gathered, naive, rtol=1e-5, atol=1e-6)
-    x = torch.randn(b, layout.l, 64)
-    assert torch.equal(modulate(x, torch.zeros_like(x), torch.zeros_like(x)), x)
+    cos2, sin2 = model._rope(layout, x.device)
+    block, final = model.blocks[0], model.out_video
+    with torch.no_grad():
+        got = block(x, idx.flatten(), model.t_embed(uniq), text, mask, cos2, sin2, layout)
+        per_token = model.t_embed(t.flatten()).view(b, layout.l, -1)  # (b, l, d): each token from its own level
+        want = reference_block(block, x, per_token, text, mask, cos2, sin2)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+        shift, scale = final.ada(per_token).chunk(2, dim=-1)
+        want_out = final.linear(modulate(final.norm(x), shift, scale))
+        torch.testing.assert_close(final(x, model.t_embed(uniq), idx.flatten()), want_out, rtol=1e-4, atol=1e-5)
+    one_level = per_token[:, :1].expand_as(per_token)  # every token modulated by the first token's level
+    assert not torch.allclose(want, reference_block(block, x, one_level, text, mask, cos2, sin2))  # levels matter
+    xz = torch.randn(b, layout.l, 64)
+    assert torch.equal(modulate(xz, torch.zeros_like(xz), torch.zeros_like(xz)), xz)
+
+
+def test_rotary_scores_depend_on_relative_position_only():
+    """q.k after rope is the same for (i, j) and (i + s, j + s), and changes with i - j (so positions are seen)."""
+    from avgen.models.dit import rope_full, rope_tables
+    from avgen.models.rope import rope_angles
+
+    hd = 16
+    pos = torch.zeros(40, 3)
+    pos[:, 0] = torch.arange(40) * 2.5  # tokens along time, in ticks
+    cos2, sin2 = rope_tables(*rope_angles(pos, hd, finest_spacing=2.5, max_span=200.0))
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(hd, generator=g), torch.randn(hd, generator=g)
+    qs, ks = rope_full(q.expand(40, hd), cos2, sin2), rope_full(k.expand(40, hd), cos2, sin2)  # (l, hd) each
+    scores = qs @ ks.T  # (l, l): the same q and k content at every position
+    for offset in (0, 1, 3, 7):
+        diag = torch.diagonal(scores, offset)
+        torch.testing.assert_close(diag, diag[:1].expand_as(diag), rtol=1e-4, atol=1e-4)
+    by_offset = torch.stack([torch.diagonal(scores, o)[0] for o in range(8)])
+    assert float(by_offset.std()) > 0.05 * float(by_offset.abs().mean()), by_offset  # relative position matters
 
 
 def test_text_mask_and_null_text():

@@ -9,23 +9,12 @@ import pytest
 import torch
 
 from avgen.data import MediaFolder, collate_clips
-from avgen.media import write_clip
-from tests.media_factory import flash_click_clip, write_custom
+from tests.media_factory import media_folder_with_bad_files
 
 
 @pytest.fixture()
 def folder(tmp_path):
-    for i in range(3):
-        clip = flash_click_clip(duration=2.0, events=(0.25 + 0.25 * i, 1.5))
-        write_clip(clip, tmp_path / f"good{i}.mp4")
-        (tmp_path / f"good{i}.txt").write_text(f"clip number {i}\n")
-    (tmp_path / "empty.mp4").write_bytes(b"")
-    data = (tmp_path / "good0.mp4").read_bytes()
-    (tmp_path / "truncated.mp4").write_bytes(data[: len(data) // 4])
-    write_custom(tmp_path / "silent.mkv", flash_click_clip(), acodec=None)
-    (tmp_path / "garbage.avi").write_bytes(b"\x00garbage" * 100)
-    (tmp_path / "notes.md").write_text("not media")
-    return tmp_path
+    return media_folder_with_bad_files(tmp_path)
 
 
 def test_skips_and_counts_bad_files(folder, caplog):

@@ -104,3 +104,16 @@ def test_cli_bad_inputs_give_one_line(model_dir, tmp_path):
         assert done.returncode == 2, (args, done.stderr[-1500:])
         assert message in done.stderr and "Traceback" not in done.stderr, (args, done.stderr[-1500:])
     assert not list(tmp_path.glob("t2av_*")) and not list(tmp_path.glob("*.tmp*"))
+
+
+def test_shipped_default_model_generates_a_clip_with_both_streams(tmp_path):
+    """assets/default loads through AVGenPipeline and makes an mp4 whose two streams have the asked-for length."""
+    from pathlib import Path
+
+    pipe = AVGenPipeline.from_pretrained(Path(__file__).resolve().parents[1] / "assets" / "default")
+    clip = pipe("a small red circle bounces off the walls with wooden knocks", seed=0, duration=1.0, steps=4)
+    clip.save(tmp_path / "default.mp4")
+    back = read_clip(tmp_path / "default.mp4")
+    assert back.video.shape[0] == round(1.0 * pipe.fps) and back.video.shape[1:3] == pipe.size
+    assert back.audio.shape[1] == pytest.approx(pipe.sample_rate, abs=pipe.sample_rate // pipe.fps)
+    assert float(back.video.float().std()) > 5.0 and float(back.audio.abs().max()) > 1e-3  # not blank, not silent

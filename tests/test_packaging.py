@@ -136,3 +136,15 @@ def test_default_model_lookup_order(tmp_path, monkeypatch):
     assert default_model_dir() == env_model and default_ae_dir("video_ae") == env_model / "video_ae"
     with pytest.raises(FileNotFoundError, match=r"searched AVGEN_MODEL=.*env_model, \./assets/default"):
         default_ae_dir("audio_ae")  # neither place has audio_ae/: one line naming both
+
+
+def test_smoke_import_names_the_package_that_fails(tmp_path):
+    fake = tmp_path / "encodec"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('libfoo.so: undefined symbol: bar')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    res = subprocess.run([sys.executable, str(ROOT / "tools" / "smoke_import.py")], capture_output=True, text=True,
+                         env=env, timeout=300)  # fmt: skip
+    assert res.returncode == 1
+    first = res.stderr.splitlines()[0]
+    assert first.startswith("error: encodec ") and "does not import" in first and "undefined symbol: bar" in first

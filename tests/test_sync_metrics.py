@@ -75,4 +75,4 @@ def test_metrics_ignore_meta():
 def test_silence_and_still_video_are_handled():
     clip = dataclasses.replace(AVWorld()[0], audio=torch.zeros(1, 32000), meta={})
     assert estimate_offset(clip) == (0.0, 0.0)
-    assert av_align(clip) >= 0.0
+    assert av_align(clip) == 0.0  # no onsets: nothing can match

@@ -110,3 +110,82 @@ def test_cli_trains_and_exports(setup, tmp_path):
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 3
     bad = subprocess.run(cmd[:3] + [f"latents={tmp_path / 'none'}"] + cmd[4:6], capture_output=True, text=True)
     assert bad.returncode == 2 and "cache_latents" in bad.stderr and "Traceback" not in bad.stderr
+    # tools/export_checkpoint.py: the newest checkpoint's EMA is what the run exported; --raw is the other set
+    from safetensors.torch import load_file
+
+    from avgen.cli.train import _init_from
+    from tools.export_checkpoint import main as export_checkpoint
+
+    exported = load_file(str(tmp_path / "run" / "export" / "dit" / "model.safetensors"))
+    for name, raw in (("ema", []), ("raw", ["--raw"])):
+        assert export_checkpoint([str(tmp_path / "run"), "--out", str(tmp_path / name), *raw]) == 0
+    ema, raw = (load_file(str(tmp_path / n / "dit" / "model.safetensors")) for n in ("ema", "raw"))
+    assert all(torch.equal(ema[k], exported[k]) for k in exported)
+    assert any(not torch.equal(raw[k], exported[k]) for k in exported)
+    # init_from: a fine-tune starts from those weights exactly, and a model of another shape is refused
+    import json
+
+    config = json.loads((tmp_path / "ema" / "dit" / "config.json").read_text())["dit"]
+    torch.manual_seed(5)
+    model = AVDiT(**config)
+    _init_from(model, str(tmp_path / "ema"))
+    assert all(torch.equal(v, exported[k]) for k, v in model.state_dict().items())
+    wider = AVDiT(**{**config, "width": 64})
+    with pytest.raises(ValueError, match="does not fit"):
+        _init_from(wider, str(tmp_path / "ema"))
+
+
+def test_validation_runs_every_val_every_steps_and_is_logged(setup, tmp_path):
+    import json
+
+    model, batcher, n = make(setup)
+    seen = []
+
+    def validate(ema_model, step):
+        seen.append((step, ema_model is not model))
+        return {"val/probe": float(step)}
+
+    cfg = TrainConfig(steps=5, batch_size=2, warmup=1, ckpt_every=5, val_every=2, progress=False, log_every=1)
+    train_dit(model, FlowObjective(), batcher, n, cfg, tmp_path / "v", validate=validate)
+    assert seen == [(2, True), (4, True)]  # on the EMA copy, not the trained weights
+    logged = [json.loads(line) for line in (tmp_path / "v" / "metrics.jsonl").read_text().splitlines()]
+    assert [d["step"] for d in logged if "val/probe" in d] == [2, 4]
+
+
+def test_non_finite_gradient_stops_with_the_step_named_and_keeps_the_last_good_checkpoint(setup, tmp_path):
+    from avgen.train.checkpoint import list_checkpoints
+
+    obj = FlowObjective()
+    calls = {"n": 0}
+
+    def poisoned(net, *args, **kwargs):
+        terms = obj(net, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:  # step 2: the loss stays finite, its gradient does not (d sqrt(x) / dx at 0, times 0)
+            p = next(net.parameters())
+            terms = {**terms, "loss": terms["loss"] + torch.sqrt(p.sum() * 0.0)}
+        return terms
+
+    model, batcher, n = make(setup)
+    cfg = TrainConfig(steps=4, batch_size=2, warmup=1, ckpt_every=1, progress=False, log_every=1)
+    with pytest.raises(FloatingPointError, match="non-finite gradient at step 2"):
+        train_dit(model, poisoned, batcher, n, cfg, tmp_path / "g")
+    assert [p.name for p in list_checkpoints(tmp_path / "g" / "checkpoints")][-1] == "step_00000002.pt"
+
+
+def test_on_the_fly_training_skips_and_counts_corrupt_files(setup, tmp_path, caplog):
+    """ClipBatcher over a real folder with 4 unreadable files among 7: training runs, each bad file is skipped once."""
+    from avgen.data import MediaFolder
+    from avgen.train.batches import ClipBatcher
+    from tests.media_factory import media_folder_with_bad_files
+
+    _, layout, video, audio = setup
+    data = MediaFolder(media_folder_with_bad_files(tmp_path / "media"), duration=2.0, fps=16, sample_rate=16000,
+                       size=64, max_skip_ratio=0.6)  # fmt: skip
+    torch.manual_seed(1)
+    model = AVDiT(layout.pv, layout.pa, width=32, depth=1, heads=2, text_dim=8)
+    batcher = ClipBatcher(data, layout, video, audio, HashText(), "cpu")
+    cfg = TrainConfig(steps=3, batch_size=2, warmup=1, ckpt_every=3, progress=False, log_every=1)
+    last = train_dit(model, FlowObjective(), batcher, len(batcher), cfg, tmp_path / "run")
+    assert torch.isfinite(torch.tensor(last["loss"]))
+    assert data.num_skipped == 4 and len(data) == 7  # bad items are replaced deterministically, not dropped

@@ -36,8 +36,11 @@ setup_venv() {
   want="$(cat "$lock" pyproject.toml | sha256sum | cut -c1-16)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "[setup] installing $lock into .venv (first time: a few minutes, torch is large)"
-    .venv/bin/python -m pip install -q --disable-pip-version-check --require-hashes -r "$lock"
-    .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+    # (this machine's pip config lists local index folders; its "Location ... is ignored" lines are noise)
+    .venv/bin/python -m pip install -q --disable-pip-version-check --require-hashes -r "$lock" \
+      2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+    .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . \
+      2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
     .venv/bin/python tools/smoke_import.py
     echo "$want" >"$stamp"
   fi

@@ -23,8 +23,11 @@ def friendly_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except MissingMandatoryValue as e:
+            print(f"error: {e.full_key} is required: add {e.full_key}=... to the command line", file=sys.stderr)
+            sys.exit(2)
         except USER_ERRORS as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {(str(e).strip().splitlines() or [type(e).__name__])[0]}", file=sys.stderr)
             sys.exit(2)
         except OmegaConfBaseException as e:
             print(f"error: configuration: {str(e).splitlines()[0]}", file=sys.stderr)
