@@ -66,28 +66,21 @@ def _frames(kind: int) -> torch.Tensor:
     return torch.randint(0, 256, (32, 64, 64, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(kind))
 
 
-def test_a2v_holds_the_encoded_audio_and_its_video_follows_it(pipe, monkeypatch):
+@pytest.mark.parametrize("task", ["a2v", "v2a"])
+def test_given_modality_is_held_and_the_generated_one_follows_it(pipe, monkeypatch, task):
+    """a2v: the sampled audio tokens are exactly the encoded speech, and other speech (same seed) gives other video;
+    v2a the other way round."""
     spy = Spy(pipe, monkeypatch)
-    videos = []
-    for seed in (1, 2):
-        clip = pipe("", "a2v", audio=_speech(seed), seed=0)
-        (_, given_a), (xv, xa) = spy.last()
-        assert torch.equal(xa, given_a)  # sampled audio tokens are exactly the encoded input
-        videos.append((xv, clip.video))
-    assert _differ(videos[0][0], videos[1][0])  # same seed, other speech: other video tokens
-    assert not torch.equal(videos[0][1], videos[1][1])
-
-
-def test_v2a_holds_the_encoded_video_and_its_audio_follows_it(pipe, monkeypatch):
-    spy = Spy(pipe, monkeypatch)
-    audios = []
-    for seed in (1, 2):
-        clip = pipe("", "v2a", video=_frames(seed), seed=0)
-        (given_v, _), (xv, xa) = spy.last()
-        assert torch.equal(xv, given_v)
-        audios.append((xa, clip.audio))
-    assert _differ(audios[0][0], audios[1][0])
-    assert not torch.equal(audios[0][1], audios[1][1])
+    given_i = 1 if task == "a2v" else 0  # index of the given modality in (video, audio)
+    made = []
+    for kind in (1, 2):
+        inputs = {"audio": _speech(kind)} if task == "a2v" else {"video": _frames(kind)}
+        clip = pipe("", task, seed=0, **inputs)
+        encoded, sampled = spy.last()
+        assert torch.equal(sampled[given_i], encoded[given_i])
+        made.append((sampled[1 - given_i], clip.video if task == "a2v" else clip.audio))
+    assert _differ(made[0][0], made[1][0])  # the generated tokens follow the input
+    assert not torch.equal(made[0][1], made[1][1])  # and so does the decoded output
 
 
 def test_extend_holds_exactly_the_context_prefix_and_continues_from_it(pipe, monkeypatch):
