@@ -22,6 +22,7 @@ import torch
 import torchaudio
 
 from avgen._atomic import atomic_path
+from avgen.errors import InputError
 from avgen.media_io import PYAV_ERRORS, MediaError, Probe, decode_audio, decode_video, probe
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3"}
@@ -74,7 +75,7 @@ def read_clip(
     """
     path = Path(path)
     if missing_audio not in ("error", "silence"):
-        raise ValueError(f"missing_audio must be 'error' or 'silence', got {missing_audio!r}")
+        raise InputError(f"missing_audio must be 'error' or 'silence', got {missing_audio!r}")
     if not path.is_file():
         raise MediaError(f"{path}: no such file")
     if path.stat().st_size == 0:

@@ -17,13 +17,15 @@ from pathlib import Path
 import av
 import numpy as np
 
+from avgen.errors import UserError
+
 # What a broken or cut file can raise from inside PyAV (streams with None fields raise AttributeError/TypeError).
 PYAV_ERRORS = (av.error.FFmpegError, OSError, EOFError, ValueError, IndexError, KeyError, AttributeError, TypeError,
                ZeroDivisionError, RuntimeError)  # fmt: skip
 SEEK_MARGIN = 0.5  # s: seek this far before the target, so B-frame reordering (keyframe pts > dts) stays before it
 
 
-class MediaError(ValueError):
+class MediaError(UserError, ValueError):
     """A media file that cannot be read or written as asked; the message names the file and what to change."""
 
 

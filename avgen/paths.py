@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from avgen.errors import MissingFileError
+
 ENV_VAR = "AVGEN_MODEL"
 CHECKOUT_DIR = Path("assets") / "default"
 
@@ -27,7 +29,7 @@ def default_model_dir(explicit: str | os.PathLike | None = None, part: str = "di
         searched.append(label)
     if not env:
         searched.insert(0, f"{ENV_VAR} (not set)")
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"no avgen model with {part}/ found (searched {', '.join(searched)}): pass model=DIR or set {ENV_VAR}=DIR "
         f"(an avgen-train export directory, or assets/default of a checkout)"
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -26,6 +27,7 @@ from safetensors.torch import load_file
 
 from avgen.autoencoders import Autoencoder, load
 from avgen.data.batch import video_from_model, video_to_model
+from avgen.errors import InputError, MissingFileError
 from avgen.media import AVClip
 from avgen.models.dit import AVDiT
 from avgen.sampling import Given, guided_velocity, schedule, solve
@@ -41,6 +43,17 @@ class SamplerSettings:
     shift: float = 1.0
     cfg_video: float = 3.0
     cfg_audio: float = 3.0
+
+    def __post_init__(self) -> None:
+        """Settings that cannot work are refused here, naming the key (as avgen-generate spells it)."""
+        if self.method not in ("euler", "heun"):
+            raise InputError(f"method={self.method}: use euler or heun")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise InputError(f"steps={self.steps} must be a whole number >= 1")
+        for key in ("shift", "cfg_video", "cfg_audio"):
+            value = getattr(self, key)
+            if not math.isfinite(value) or value < 0 or (key == "shift" and value == 0):
+                raise InputError(f"{key}={value} must be a finite number {'> 0' if key == 'shift' else '>= 0'}")
 
 
 def file_hash(path: str | Path) -> str:
@@ -90,21 +103,21 @@ class AVGenPipeline:
         d = Path(directory)
         cfg_path, weights = d / "dit" / "config.json", d / "dit" / "model.safetensors"
         if not cfg_path.is_file() or not weights.is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{d} is not an avgen model directory: it needs dit/config.json and dit/model.safetensors "
                 f"(the export/ directory of an avgen-train run, or assets/default)"
             )
         config = json.loads(cfg_path.read_text())
         for key in ("dit", "clip", "tokens"):
             if key not in config:
-                raise ValueError(f"{cfg_path} has no {key!r} section; re-export the model with avgen-train")
+                raise InputError(f"{cfg_path} has no {key!r} section; re-export the model with avgen-train")
         video_ae, audio_ae = load(d / "video_ae", device), load(d / "audio_ae", device)
         dit = AVDiT(**config["dit"])
         state = load_file(str(weights))
         state = {k: v.float() for k, v in state.items()}  # weights may be stored in fp16
         missing, unexpected = dit.load_state_dict(state, strict=False)
         if missing or unexpected:
-            raise ValueError(f"{weights} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
+            raise InputError(f"{weights} does not match its config: missing {missing[:3]}, unexpected {unexpected[:3]}")
         text_cfg = dict(config.get("text_encoder") or {})
         text_cfg.pop("_target_", None)
         text = TextEncoder(path=text_encoder_path or text_cfg.get("path"), max_tokens=text_cfg.get("max_tokens", 32))
@@ -206,10 +219,12 @@ class AVGenPipeline:
 
     def settings(self, steps=None, cfg_video=None, cfg_audio=None, method=None, shift=None) -> SamplerSettings:
         s = self.sampler
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)):
+            raise InputError(f"steps={steps} must be a whole number >= 1")
         return SamplerSettings(
             method=method or s.method,
-            steps=int(steps or s.steps),
-            shift=float(shift or s.shift),
+            steps=s.steps if steps is None else steps,
+            shift=float(s.shift if shift is None else shift),
             cfg_video=float(s.cfg_video if cfg_video is None else cfg_video),
             cfg_audio=float(s.cfg_audio if cfg_audio is None else cfg_audio),
         )
@@ -233,7 +248,7 @@ class AVGenPipeline:
         from avgen.tasks import run_task
 
         if task not in TASKS:
-            raise ValueError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
+            raise InputError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
         out = run_task(
             self,
             task,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from avgen.errors import InputError
 from avgen.objective import shift_time
 
 Tensors = tuple[torch.Tensor, ...]
@@ -22,7 +23,7 @@ VelocityFn = Callable[[Tensors, Tensors], Tensors]
 def schedule(steps: int, shift: float = 1.0) -> torch.Tensor:
     """steps + 1 noise levels from 1 to 0, shifted with t' = s t / (1 + (s - 1) t)."""
     if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+        raise InputError(f"steps must be >= 1, got {steps}")
     return shift_time(torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64), shift)
 
 
@@ -54,7 +55,7 @@ def solve(
 ) -> Tensors:
     """Integrate dx/dt = v from ts[0] (= 1, noise) to ts[-1] (= 0, data). method: "euler" or "heun"."""
     if method not in ("euler", "heun"):
-        raise ValueError(f"unknown solver {method!r}: use 'euler' or 'heun'")
+        raise InputError(f"unknown solver {method!r}: use 'euler' or 'heun'")
     xs = given.apply(noise) if given else noise
 
     def levels(t: float) -> Tensors:
@@ -107,7 +108,7 @@ def task_given(task: str, layout, b: int, video=None, audio=None, prefix_seconds
     """The Given tokens for a task. t2v / t2a generate both modalities jointly and keep only the one asked for
     (the joint model samples them together; dropping one at the end keeps the other in sync with what it saw)."""
     if task not in TASK_GIVEN:
-        raise ValueError(f"unknown task {task!r}; choose from {list(TASK_GIVEN)}")
+        raise InputError(f"unknown task {task!r}; choose from {list(TASK_GIVEN)}")
     gv, ga = TASK_GIVEN[task]
     mv = torch.full((b, layout.lv), gv)
     ma = torch.full((b, layout.la), ga)
@@ -117,7 +118,7 @@ def task_given(task: str, layout, b: int, video=None, audio=None, prefix_seconds
     if not (mv.any() or ma.any()):
         return None
     if (mv.any() and video is None) or (ma.any() and audio is None):
-        raise ValueError(f"task {task!r} needs the given modality's tokens")
+        raise InputError(f"task {task!r} needs the given modality's tokens")
     zeros_v = torch.zeros(b, layout.lv, layout.pv) if video is None else video
     zeros_a = torch.zeros(b, layout.la, layout.pa) if audio is None else audio
     return Given(masks=(mv, ma), values=(zeros_v, zeros_a))

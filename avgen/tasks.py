@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from avgen.errors import InputError
 from avgen.media import AVClip, MediaError, mix_channels
 from avgen.sampling import task_given
 
@@ -20,14 +21,14 @@ def run_task(pipe, task: str, prompt: str, *, video, audio, clip, seconds, durat
         return _text_to(pipe, task, prompt, duration, seed, settings, progress)
     if task == "a2v":
         if audio is None:
-            raise ValueError("task a2v needs audio (c, n) at the model's sample rate: audio=... (input=speech.wav)")
+            raise InputError("task a2v needs audio (c, n) at the model's sample rate: audio=... (input=speech.wav)")
         return _audio_to_video(pipe, prompt, audio, seed, settings, progress)
     if task == "v2a":
         if video is None:
-            raise ValueError("task v2a needs video frames (t, h, w, 3) uint8: pass video=... (or input=silent.mp4)")
+            raise InputError("task v2a needs video frames (t, h, w, 3) uint8: pass video=... (or input=silent.mp4)")
         return _video_to_audio(pipe, prompt, video, seed, settings, progress)
     if clip is None:
-        raise ValueError("task extend needs a clip (AVClip) to continue: pass clip=... (or input=clip.mp4)")
+        raise InputError("task extend needs a clip (AVClip) to continue: pass clip=... (or input=clip.mp4)")
     return _extend(pipe, prompt or (clip.caption or ""), clip, seconds, seed, settings, progress)
 
 
@@ -107,7 +108,7 @@ def _extend(pipe, prompt, clip: AVClip, seconds: float, seed, settings, progress
     """Sliding windows of the trained duration: each holds the last `context` seconds given and adds the rest."""
     _check_frames(pipe, clip.video)
     if seconds <= 0:
-        raise ValueError(f"seconds={seconds}: give how many seconds to add (> 0)")
+        raise InputError(f"seconds={seconds}: give how many seconds to add (> 0)")
     window = pipe.duration
     context = pipe.valid_duration(window / 2)
     if clip.duration + 1e-9 < context:

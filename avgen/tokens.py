@@ -21,6 +21,7 @@ import torch
 from einops import rearrange
 
 from avgen.autoencoders.base import AEGeometry
+from avgen.errors import InputError
 
 
 def patchify_video(z: torch.Tensor, patch: tuple[int, int, int]) -> torch.Tensor:
@@ -65,16 +66,16 @@ class AVTokenLayout:
         pt, ph, pw = self.video_patch
         self.per_window = self.audio_per_window(self.video_rate / pt, self.audio_rate, self.audio_patch)
         if t % pt or h % ph or w % pw:
-            raise ValueError(f"video latents {self.video_latent} are not divisible by the patch {self.video_patch}")
+            raise InputError(f"video latents {self.video_latent} are not divisible by the patch {self.video_patch}")
         if self.audio_latent[1] % self.audio_patch:
-            raise ValueError(
+            raise InputError(
                 f"{self.audio_latent[1]} audio latents are not divisible by audio_patch={self.audio_patch}"
             )
         self.grid = (t // pt, h // ph, w // pw)
         self.lv = self.grid[0] * self.grid[1] * self.grid[2]
         self.la = self.audio_latent[1] // self.audio_patch
         if self.la != self.grid[0] * self.per_window:
-            raise ValueError(
+            raise InputError(
                 f"{self.la} audio tokens do not fill {self.grid[0]} video windows of {self.per_window}: the audio and "
                 f"video latents cover different durations"
             )
@@ -95,7 +96,7 @@ class AVTokenLayout:
         ratio = Fraction(audio_rate) / k / Fraction(window_rate)
         if ratio.denominator != 1 or ratio < 1:
             good_k = [d for d in range(1, 65) if (Fraction(audio_rate) / d / Fraction(window_rate)).denominator == 1]
-            raise ValueError(
+            raise InputError(
                 f"audio tokens per video latent frame must be a whole number: audio latent rate {audio_rate} Hz / "
                 f"audio_patch {k} / video latent rate {window_rate} Hz = {ratio}. audio_patch values that work: "
                 f"{good_k[:8] or 'none'} (or change the video fps so its latent rate divides {audio_rate} Hz)"

@@ -77,3 +77,33 @@ def test_generate_config_composes_with_free_text():
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF / "generate")):
         cfg = compose("generate", overrides=args)
     assert cfg.prompt == "a man says 'hi, there' ${x}" and cfg.model == "/m" and cfg.task == "a2v" and cfg.seed == 3
+
+
+def test_only_user_errors_become_one_line(capsys):
+    """avgen.errors decides what a user error is; a plain ValueError (a bug) keeps its traceback."""
+    from hydra.errors import InstantiationException
+
+    from avgen.cli.common import friendly_errors
+    from avgen.errors import InputError, MissingFileError
+
+    def raising(exc):
+        @friendly_errors
+        def entry():
+            raise exc
+
+        return entry
+
+    def wrapped():
+        try:
+            raise MissingFileError("media folder /x does not exist: set data.root")
+        except MissingFileError as e:  # what hydra.utils.instantiate does with an error in a _target_
+            raise InstantiationException("Error in call to target 'avgen.data.folder.MediaFolder'") from e
+
+    cases = [(raising(InputError("trainer.x=1 is wrong\nmore detail")), "error: trainer.x=1 is wrong"),
+             (friendly_errors(wrapped), "error: media folder /x does not exist: set data.root")]  # fmt: skip
+    for entry, line in cases:
+        with pytest.raises(SystemExit) as stop:
+            entry()
+        assert stop.value.code == 2 and capsys.readouterr().err == line + "\n"
+    with pytest.raises(ValueError, match="a bug"):
+        raising(ValueError("a bug"))()

@@ -117,3 +117,24 @@ def test_shipped_default_model_generates_a_clip_with_both_streams(tmp_path):
     assert back.video.shape[0] == round(1.0 * pipe.fps) and back.video.shape[1:3] == pipe.size
     assert back.audio.shape[1] == pytest.approx(pipe.sample_rate, abs=pipe.sample_rate // pipe.fps)
     assert float(back.video.float().std()) > 5.0 and float(back.audio.abs().max()) > 1e-3  # not blank, not silent
+
+
+def test_cli_bad_output_paths_and_numbers_give_one_line_and_write_nothing(model_dir, tmp_path):
+    (tmp_path / "afile").write_text("a regular file")
+    (tmp_path / "latin1.txt").write_bytes("un caf\xe9 qui bouge\n".encode("latin-1"))
+    cases = [
+        ([f"out={tmp_path / 'afile' / 'sub' / 'out.mp4'}", "prompt=x"], "afile is a file, not a directory"),
+        (["out=/proc/avgen_test_out.mp4", "prompt=x"], "cannot write in /proc"),
+        ([f"out={tmp_path}/", "prompt=x", "cfg_video=nan"], "cfg_video=nan must be a finite number"),
+        ([f"out={tmp_path}/", "prompt=x", "steps=0"], "steps=0 must be a whole number >= 1"),
+        ([f"out={tmp_path}/", "prompt=x", "duration=nan"], "duration=nan must be a finite number"),
+        ([f"out={tmp_path}/", f"prompts_file={tmp_path / 'latin1.txt'}"], "latin1.txt is not UTF-8"),
+    ]
+    for args, message in cases:
+        cmd = [sys.executable, "-m", "avgen.cli.generate", f"model={model_dir}", *args]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert done.returncode == 2, (args, done.stderr[-1500:])
+        lines = done.stderr.strip().splitlines()
+        assert lines[-1].startswith("error: ") and message in lines[-1], (args, done.stderr[-1500:])
+        assert "Traceback" not in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "latin1.txt"]  # nothing written

@@ -98,8 +98,17 @@ def test_sigkill_then_rerun_continues_bit_for_bit(data, tmp_path):
     killed = train(data, tmp_path / "killed", *common, launcher=(sys.executable, "-c", killer))
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert [p.name for p in list_checkpoints(tmp_path / "killed" / "checkpoints")] == ["step_00000002.pt"]
+    # what a kill during a write leaves (atomic_path's hidden temporaries), beside a file of the user's own
+    left = [tmp_path / "killed" / "checkpoints" / ".step_00000004.1a2b3c4d.tmp.pt",
+            tmp_path / "killed" / "export" / "dit" / ".model.deadbeef.tmp.safetensors"]  # fmt: skip
+    mine = tmp_path / "killed" / "checkpoints" / "notes.tmp.pt"
+    for f in [*left, mine]:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"half a file")
     resumed = train(data, tmp_path / "killed", *common)
     assert resumed.returncode == 0 and "resumed from" in resumed.stdout, resumed.stderr[-2000:]
+    assert not any(f.exists() for f in left) and mine.exists()
+    assert "removed 2 temporary file(s)" in resumed.stderr and ".step_00000004.1a2b3c4d.tmp.pt" in resumed.stderr
     assert losses(tmp_path / "straight") == losses(tmp_path / "killed")  # float-equal, every step
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "killed")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -127,13 +136,36 @@ def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(data, tmp_p
         (("clip.fps=25",), "clip.fps=25"),
         (("tokens.audio_patch=3",), "whole number"),
         (("init_from=/no/model",), "init_from=/no/model"),
+        (("trainer.batch_size=0",), "trainer.batch_size=0 is out of range"),
+        (("trainer.grad_accum=0",), "trainer.grad_accum=0 is out of range"),
+        (("trainer.lr=nan",), "trainer.lr=nan is not a finite number"),
     ],
 )
 def test_bad_settings_stop_before_the_first_step(data, tmp_path, extra, message):
     done = train(data, tmp_path / "bad", "trainer.steps=2", *extra)
     assert done.returncode == 2, done.stderr[-2000:]
     assert message in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1].startswith("error: ") and done.stderr.count("error:") == 1
     assert not (tmp_path / "bad" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("trainer", ["avgen.cli.train", "avgen.cli.train_ae"])
+def test_folder_of_only_bad_files_or_no_folder_ends_in_one_line(data, tmp_path, trainer):
+    from tests.media_factory import media_folder_with_bad_files
+
+    bad = media_folder_with_bad_files(tmp_path / "media")
+    for good in bad.glob("good*.mp4"):
+        good.unlink()  # 4 unreadable files and nothing else
+    cmd = [sys.executable, "-m", trainer, "data=folder", f"out_dir={tmp_path / 'out'}", "trainer.steps=2"]
+    if trainer == "avgen.cli.train":
+        cmd += ["latents=null", f"video_ae.path={data / 'v'}", f"audio_ae.path={data / 'a'}"]
+    for root, message in ((bad, "could not be read"), (tmp_path / "nonexistent", "does not exist")):
+        done = subprocess.run([*cmd, f"data.root={root}"], capture_output=True, text=True, env=ENV, timeout=300)
+        assert done.returncode == 2, done.stderr[-2000:]
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and message in last and str(root) in last, done.stderr[-2000:]
+        assert "Traceback" not in done.stderr and "HYDRA_FULL_ERROR" not in done.stderr
+        assert not (tmp_path / "out" / "checkpoints").exists()
 
 
 def test_fsdp2_two_ranks_equal_one_process_and_resume_from_dcp(data, tmp_path):

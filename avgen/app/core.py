@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from avgen._atomic import atomic_path
+from avgen.errors import UserError
 from avgen.media import AVClip, MediaError, read_clip
 from avgen.tasks import MAX_LENGTH_FACTOR
 
@@ -43,7 +44,7 @@ PREVIEW_CODECS = 'video/mp4; codecs="avc1.42E01E, mp4a.40.2"'  # what the page a
 ProgressFn = Callable[[float, str], None]
 
 
-class AppError(ValueError):
+class AppError(UserError, ValueError):
     """A request the page answers with a message instead of a result."""
 
 

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from encodec.modules import SEANetDecoder, SEANetEncoder
 
 from avgen.autoencoders.base import AEGeometry, Autoencoder
+from avgen.errors import InputError
 
 AUDIO_PRESETS: dict[str, dict] = {
     "tiny": dict(n_filters=16, latent_channels=32, ratios=[5, 5, 4, 4]),
@@ -70,9 +71,9 @@ class SeanetAudioAE(Autoencoder):
         super().__init__()
         ratios = [int(r) for r in ratios]
         if channels not in (1, 2):
-            raise ValueError(f"SeanetAudioAE channels must be 1 (mono) or 2 (stereo), got {channels}")
+            raise InputError(f"SeanetAudioAE channels must be 1 (mono) or 2 (stereo), got {channels}")
         if not ratios or any(r < 1 for r in ratios):
-            raise ValueError(f"SeanetAudioAE ratios must be positive integers, got {ratios}")
+            raise InputError(f"SeanetAudioAE ratios must be positive integers, got {ratios}")
         self.config = dict(latent_channels=latent_channels, n_filters=n_filters, ratios=ratios, sample_rate=sample_rate,
                            channels=channels, n_residual_layers=n_residual_layers, lstm=lstm)  # fmt: skip
         self.geometry = AEGeometry(Fraction(sample_rate), math.prod(ratios), 1, latent_channels, causal=False)
@@ -95,7 +96,7 @@ class SeanetAudioAE(Autoencoder):
     def preset(cls, name: str, **overrides) -> SeanetAudioAE:
         """Build a named size (`tiny` for CPU, `small` / `base` for GPU), with any kwarg overridden."""
         if name not in AUDIO_PRESETS:
-            raise ValueError(f"unknown SeanetAudioAE preset {name!r}; choose from {sorted(AUDIO_PRESETS)}")
+            raise InputError(f"unknown SeanetAudioAE preset {name!r}; choose from {sorted(AUDIO_PRESETS)}")
         return cls(**{**AUDIO_PRESETS[name], **overrides})
 
     def encode_dist(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,6 +22,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from avgen.errors import InputError, MissingFileError
+
 
 @dataclass(frozen=True)
 class AEGeometry:
@@ -44,7 +46,7 @@ class AEGeometry:
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_rate", Fraction(self.input_rate))
         if self.input_rate <= 0 or self.time_stride < 1 or self.spatial_stride < 1 or self.latent_channels < 1:
-            raise ValueError(f"invalid AEGeometry {self}")
+            raise InputError(f"invalid AEGeometry {self}")
 
     @property
     def latent_rate(self) -> Fraction:
@@ -61,7 +63,7 @@ class AEGeometry:
     def input_length(self, latent_length: int) -> int:
         """Input steps that decode from `latent_length` latent steps."""
         if latent_length < 1:
-            raise ValueError(f"latent length must be >= 1, got {latent_length}")
+            raise InputError(f"latent length must be >= 1, got {latent_length}")
         if self.causal:
             return 1 + (latent_length - 1) * self.time_stride
         return latent_length * self.time_stride
@@ -79,7 +81,7 @@ class AEGeometry:
         )
         if not ok:
             form = f"1 + m*{self.time_stride}" if self.causal else f"m*{self.time_stride} (m >= 1)"
-            raise ValueError(
+            raise InputError(
                 f"input length {input_length} does not fit this autoencoder (time stride {self.time_stride}, "
                 f"causal={self.causal}): lengths must be {form}, e.g. {self.valid_lengths(input_length)}"
             )
@@ -87,7 +89,7 @@ class AEGeometry:
     def check_size(self, h: int, w: int) -> None:
         s = self.spatial_stride
         if h % s or w % s:
-            raise ValueError(
+            raise InputError(
                 f"frame size {h}x{w} does not fit this autoencoder: height and width must be multiples of {s}"
             )
 
@@ -95,7 +97,7 @@ class AEGeometry:
         """Input steps for a duration in seconds; raises if it is not a whole number of steps."""
         steps = Fraction(seconds).limit_denominator(1_000_000) * self.input_rate
         if steps.denominator != 1:
-            raise ValueError(f"{seconds} s is not a whole number of input steps at {self.input_rate} per second")
+            raise InputError(f"{seconds} s is not a whole number of input steps at {self.input_rate} per second")
         return int(steps)
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,10 +164,10 @@ class Autoencoder(nn.Module):
         want = 5 if self.modality == "video" else 3
         if x.ndim != want:
             shape = "(b, 3, t, h, w)" if want == 5 else "(b, c, n)"
-            raise ValueError(f"{self.kind}: expected {self.modality} input {shape}, got shape {tuple(x.shape)}")
+            raise InputError(f"{self.kind}: expected {self.modality} input {shape}, got shape {tuple(x.shape)}")
         channels = self.config.get("channels", 3 if self.modality == "video" else 1)
         if x.shape[1] != channels:
-            raise ValueError(f"{self.kind}: expected {channels} input channels (dim 1), got shape {tuple(x.shape)}")
+            raise InputError(f"{self.kind}: expected {channels} input channels (dim 1), got shape {tuple(x.shape)}")
         self.geometry.check_length(x.shape[2])
         if self.modality == "video":
             self.geometry.check_size(x.shape[3], x.shape[4])
@@ -175,7 +177,7 @@ class Autoencoder(nn.Module):
         c = self.geometry.latent_channels
         if z.ndim != want or z.shape[1] != c or z.shape[2] < 1:
             shape = f"(b, {c}, t, h, w)" if want == 5 else f"(b, {c}, n)"
-            raise ValueError(f"{self.kind}: expected latents {shape}, got shape {tuple(z.shape)}")
+            raise InputError(f"{self.kind}: expected latents {shape}, got shape {tuple(z.shape)}")
 
     # --- the three calls ----------------------------------------------------------------------------------------------
     def encode_dist(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -222,7 +224,7 @@ class Autoencoder(nn.Module):
     def set_latent_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         c = self.geometry.latent_channels
         if mean.numel() != c or std.numel() != c:
-            raise ValueError(f"latent stats need {c} values each, got {mean.numel()} and {std.numel()}")
+            raise InputError(f"latent stats need {c} values each, got {mean.numel()} and {std.numel()}")
         self.latent_mean.copy_(mean.reshape(-1))
         self.latent_std.copy_(std.reshape(-1).clamp_min(1e-6))
 
@@ -242,7 +244,7 @@ class Autoencoder(nn.Module):
             total_sq += (z * z).sum(1)
             count += z.shape[1]
         if count == 0:
-            raise ValueError("measure_latent_stats needs at least one batch")
+            raise InputError("measure_latent_stats needs at least one batch")
         mean = total / count
         std = (total_sq / count - mean * mean).clamp_min(0).sqrt()
         return mean.float(), std.float()
@@ -252,7 +254,7 @@ class Autoencoder(nn.Module):
         m = self.geometry.latent_length(self.geometry.duration_length(duration))
         if self.modality == "video":
             if size is None:
-                raise ValueError("video latent_shape needs size=(H, W)")
+                raise InputError("video latent_shape needs size=(H, W)")
             self.geometry.check_size(*size)
             s = self.geometry.spatial_stride
             return (self.geometry.latent_channels, m, size[0] // s, size[1] // s)
@@ -301,21 +303,21 @@ def read_saved(directory: str | Path, classes: dict[str, type[Autoencoder]]) -> 
     cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
     for p in (cfg_path, w_path):
         if not p.is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"autoencoder directory {directory} has no {p.name}: expected {CONFIG_NAME} and {WEIGHTS_NAME} "
                 "as written by Autoencoder.save"
             )
     try:
         meta = json.loads(cfg_path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{cfg_path} is not valid JSON: {e}") from e
+        raise InputError(f"{cfg_path} is not valid JSON: {e}") from e
     missing = [k for k in ("class", "config", "format_version") if k not in meta]
     if missing:
-        raise ValueError(f"{cfg_path} lacks the field(s) {missing}")
+        raise InputError(f"{cfg_path} lacks the field(s) {missing}")
     if meta["format_version"] != FORMAT_VERSION:
-        raise ValueError(f"{cfg_path}: format_version {meta['format_version']} is not supported ({FORMAT_VERSION} is)")
+        raise InputError(f"{cfg_path}: format_version {meta['format_version']} is not supported ({FORMAT_VERSION} is)")
     if meta["class"] not in classes:
-        raise ValueError(f"{cfg_path}: unknown autoencoder class {meta['class']!r}; known: {sorted(classes)}")
+        raise InputError(f"{cfg_path}: unknown autoencoder class {meta['class']!r}; known: {sorted(classes)}")
     return classes[meta["class"]], meta
 
 
@@ -325,13 +327,13 @@ def load_saved(directory: str | Path, classes: dict[str, type[Autoencoder]], dev
     cls, meta = read_saved(directory, classes)
     ae = cls(**meta["config"])
     if "geometry" in meta and AEGeometry.from_dict(meta["geometry"]) != ae.geometry:
-        raise ValueError(f"{directory / CONFIG_NAME}: stored geometry {meta['geometry']} differs from {ae.geometry}")
+        raise InputError(f"{directory / CONFIG_NAME}: stored geometry {meta['geometry']} differs from {ae.geometry}")
     state = load_file(str(directory / WEIGHTS_NAME), device="cpu")
     own = ae.state_dict()
     unexpected, absent = sorted(set(state) - set(own)), sorted(set(own) - set(state))
     wrong = sorted(k for k in set(state) & set(own) if state[k].shape != own[k].shape)
     if unexpected or absent or wrong:
-        raise ValueError(
+        raise InputError(
             f"{directory / WEIGHTS_NAME} does not match {meta['class']} built from {CONFIG_NAME}: "
             f"missing keys {absent[:5]}, unexpected keys {unexpected[:5]}, wrong shapes {wrong[:5]}"
         )

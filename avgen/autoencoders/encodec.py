@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from avgen.autoencoders.base import AEGeometry, Autoencoder
+from avgen.errors import InputError, MissingFileError
 
 CHECKPOINT_NAME = "encodec_24khz-d7cc33bc.th"
 
@@ -42,7 +43,7 @@ class EncodecAdapter(Autoencoder):
         self._init_stats(128)
         if load_weights:
             if checkpoint is None:
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"EncodecAdapter needs Meta's EnCodec 24 kHz weights: download {CHECKPOINT_NAME} once and pass "
                     f"audio_ae.checkpoint=/path/to/{CHECKPOINT_NAME} (avgen never downloads at run time)"
                 )
@@ -55,7 +56,7 @@ class EncodecAdapter(Autoencoder):
     def load_checkpoint(self, path: str | Path) -> None:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"EnCodec checkpoint not found at {path}: expected Meta's {CHECKPOINT_NAME} "
                 f"(put it there or pass its path as audio_ae.checkpoint=...)"
             )
@@ -63,14 +64,14 @@ class EncodecAdapter(Autoencoder):
         enc = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
         dec = {k[len("decoder.") :]: v for k, v in state.items() if k.startswith("decoder.")}
         if not enc or not dec:
-            raise ValueError(f"{path}: not an EnCodec state dict (no encoder./decoder. weights)")
+            raise InputError(f"{path}: not an EnCodec state dict (no encoder./decoder. weights)")
         self.encoder.load_state_dict(enc)
         self.decoder.load_state_dict(dec)
 
     def encode_dist(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         self.check_input(x)
         if x.shape[1] != 1:
-            raise ValueError(f"encodec24k is mono: expected (b, 1, n), got {tuple(x.shape)}")
+            raise InputError(f"encodec24k is mono: expected (b, 1, n), got {tuple(x.shape)}")
         return self.encoder(x), None  # (b, 128, n / 320)
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ from einops import rearrange
 from torch import nn
 
 from avgen.autoencoders.base import AEGeometry, Autoencoder
+from avgen.errors import InputError
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -208,9 +209,9 @@ class VideoVAE(Autoencoder):
         widths = [int(width) * m for m in mults]
         folds = round(math.log2(time_stride)) if time_stride >= 1 else -1
         if folds < 0 or 2**folds != time_stride:
-            raise ValueError(f"VideoVAE time_stride must be a power of two (1, 2, 4, 8), got {time_stride}")
+            raise InputError(f"VideoVAE time_stride must be a power of two (1, 2, 4, 8), got {time_stride}")
         if not widths or any(w < 1 for w in widths):
-            raise ValueError(f"VideoVAE width * mults must be positive channel counts, got {widths}")
+            raise InputError(f"VideoVAE width * mults must be positive channel counts, got {widths}")
         self.config = dict(latent_channels=latent_channels, width=width, mults=mults, blocks=blocks,
                            latent_blocks=latent_blocks, time_stride=time_stride, fps=str(Fraction(fps)),
                            causal=causal)  # fmt: skip
@@ -234,7 +235,7 @@ class VideoVAE(Autoencoder):
     def preset(cls, name: str, **overrides) -> VideoVAE:
         """Build a named size (`tiny` for CPU, `small` / `base` for GPU), with any kwarg overridden."""
         if name not in VIDEO_PRESETS:
-            raise ValueError(f"unknown VideoVAE preset {name!r}; choose from {sorted(VIDEO_PRESETS)}")
+            raise InputError(f"unknown VideoVAE preset {name!r}; choose from {sorted(VIDEO_PRESETS)}")
         return cls(**{**VIDEO_PRESETS[name], **overrides})
 
     def _pad_causal(self, x: torch.Tensor) -> torch.Tensor:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from avgen._atomic import remove_leftovers
 from avgen.cli.common import CONFIG_DIR, friendly_errors
+from avgen.errors import InputError, MissingFileError
 from avgen.media import MediaError, read_clip
 from avgen.paths import default_model_dir
 
@@ -32,14 +36,18 @@ def prompts_of(cfg: DictConfig) -> list[str]:
     if cfg.prompts_file:
         path = Path(cfg.prompts_file)
         if not path.is_file():
-            raise FileNotFoundError(f"prompts_file={path} does not exist")
-        prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            raise MissingFileError(f"prompts_file={path} does not exist")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"prompts_file={path} is not UTF-8 text (byte {e.start}): save it as UTF-8") from e
+        prompts = [line.strip() for line in text.splitlines() if line.strip()]
         if not prompts:
-            raise ValueError(f"prompts_file={path} has no prompts (one prompt a line)")
+            raise InputError(f"prompts_file={path} has no prompts (one prompt a line)")
         return prompts
     prompt = str(cfg.prompt or "").strip()
     if not prompt and cfg.task in ("t2av", "t2v", "t2a"):
-        raise ValueError(f'task {cfg.task} needs a prompt: avgen-generate prompt="a small red ball bounces around"')
+        raise InputError(f'task {cfg.task} needs a prompt: avgen-generate prompt="a small red ball bounces around"')
     return [prompt]
 
 
@@ -53,22 +61,47 @@ def output_path(cfg: DictConfig, prompt: str, index: int, many: bool) -> Path:
     if many or out.is_dir() or str(cfg.out).endswith("/"):
         return out / name
     if out.suffix.lower() not in (".mp4", ".mov", ".m4v", ".wav", ".flac"):
-        raise ValueError(f"out={out}: give an .mp4 path (.wav/.flac for t2a) or a directory")
+        raise InputError(f"out={out}: give an .mp4 path (.wav/.flac for t2a) or a directory")
     return out
+
+
+def check_numbers(cfg: DictConfig) -> None:
+    """Refuse non-finite or out-of-range numbers up front, naming the key (the sampler settings check themselves)."""
+    for key, low in (("duration", 0.0), ("seconds", 0.0)):
+        value = cfg[key]
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > low):
+            raise InputError(f"{key}={value} must be a finite number > {low:g}")
+    if not isinstance(cfg.seed, int):
+        raise InputError(f"seed={cfg.seed} must be a whole number")
+
+
+def check_writable(path: Path, key: str = "out") -> None:
+    """Fail before any sampling when `path` cannot be written: a parent that is a file, or a folder we may not
+    write in (tried with a temporary file, which also catches read-only file systems where root passes access())."""
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{key}={path}: {parent} is a file, not a directory; choose another output path")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise InputError(f"{key}={path}: cannot write in {parent} ({e.strerror}); choose another output path") from e
 
 
 def task_inputs(cfg: DictConfig, pipe) -> dict:
     """Read input= for a2v / v2a / extend at the model's rate, fps and frame size."""
     if cfg.task not in ("a2v", "v2a", "extend"):
         if cfg.input:
-            raise ValueError(f"input= is for task=a2v, v2a or extend, not task={cfg.task}")
+            raise InputError(f"input= is for task=a2v, v2a or extend, not task={cfg.task}")
         return {}
     if not cfg.input:
         example = {"a2v": "speech.wav", "v2a": "silent.mp4", "extend": "clip.mp4"}[cfg.task]
-        raise ValueError(f"task={cfg.task} needs an input file: avgen-generate task={cfg.task} input={example}")
+        raise InputError(f"task={cfg.task} needs an input file: avgen-generate task={cfg.task} input={example}")
     path = Path(cfg.input)
     if not path.is_file():
-        raise FileNotFoundError(f"input={path} does not exist")
+        raise MissingFileError(f"input={path} does not exist")
     if cfg.task == "a2v":
         clip = read_clip(path, sample_rate=pipe.sample_rate)
         if clip.audio.shape[-1] == 0:
@@ -88,11 +121,14 @@ def run(cfg: DictConfig) -> list[Path]:
 
     t0 = time.perf_counter()
     if cfg.task not in TASKS:
-        raise ValueError(f"task={cfg.task}: choose one of {', '.join(TASKS)}")
+        raise InputError(f"task={cfg.task}: choose one of {', '.join(TASKS)}")
     prompts = prompts_of(cfg)
+    check_numbers(cfg)
+    for i, prompt in enumerate(prompts):
+        check_writable(output_path(cfg, prompt, i, len(prompts) > 1))
     model = default_model_dir(cfg.model)
     if not (model / "dit").is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"no trained model in {model} (dit/ is missing): pass model=DIR (an avgen-train export directory)"
         )
     pipe = AVGenPipeline.from_pretrained(model, device=cfg.device)
@@ -101,6 +137,7 @@ def run(cfg: DictConfig) -> list[Path]:
     except (MediaError, ValueError) as e:
         raise type(e)(str(e) if str(cfg.input) in str(e) else f"input={cfg.input}: {e}") from e
     sampler = {k: cfg[k] for k in ("steps", "cfg_video", "cfg_audio", "method", "shift") if cfg[k] is not None}
+    pipe.settings(**sampler)  # refuses settings that cannot work, naming the key, before any sampling
     print(f"model {model} ({pipe.model_hash}) loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     written = []
     for i, prompt in enumerate(prompts):
@@ -120,6 +157,7 @@ def run(cfg: DictConfig) -> list[Path]:
             "steps": str(pipe.settings(**sampler).steps),
             "generator": "avgen",
         }
+        remove_leftovers(path.parent, target=path.name)  # what a killed earlier run left for this file
         clip.save(path, metadata=meta)
         written.append(path)
         print(f"{path}  ({time.perf_counter() - t1:.1f} s; {time.perf_counter() - t0:.1f} s in all)")

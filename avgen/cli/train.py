@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from avgen.autoencoders import load
 from avgen.cli.common import CONFIG_DIR, friendly_errors
 from avgen.data.latents import LatentShards
+from avgen.errors import InputError, MissingFileError
 from avgen.models.dit import build_dit
 from avgen.paths import default_ae_dir, portable_path
 from avgen.pipeline import AVGenPipeline, export_model
@@ -30,7 +31,7 @@ from avgen.train.validate import Validator
 def _layout(cfg: DictConfig, video_ae, audio_ae) -> AVTokenLayout:
     for key, ae, name in (("fps", video_ae, "video"), ("sample_rate", audio_ae, "audio")):
         if cfg.clip.get(key) is not None and float(cfg.clip[key]) != float(ae.geometry.input_rate):
-            raise ValueError(
+            raise InputError(
                 f"clip.{key}={cfg.clip[key]} but the {name} autoencoder "
                 f"({default_ae_dir(name + '_ae', cfg[name + '_ae'].path)}) runs at "
                 f"{ae.geometry.input_rate}: set clip.{key}={ae.geometry.input_rate} or use another {name}_ae"
@@ -47,7 +48,7 @@ def _batcher(cfg: DictConfig, layout, video_ae, audio_ae, text, device):
         return ClipBatcher(data, layout, video_ae, audio_ae, text, device), f"{type(data).__name__} on the fly"
     shards = LatentShards(cfg.latents, video_ae=video_ae, audio_ae=audio_ae)
     if tuple(shards.video.shape[1:]) != layout.video_latent or tuple(shards.audio.shape[1:]) != layout.audio_latent:
-        raise ValueError(
+        raise InputError(
             f"latents in {cfg.latents} have shapes {tuple(shards.video.shape[1:])} / {tuple(shards.audio.shape[1:])} "
             f"but clip.duration={cfg.clip.duration} and clip.size={list(cfg.clip.size)} need {layout.video_latent} / "
             f"{layout.audio_latent}: cache latents with the same duration and size"
@@ -61,12 +62,12 @@ def _init_from(model, directory: str) -> None:
 
     weights = Path(directory) / "dit" / "model.safetensors"
     if not weights.is_file():
-        raise FileNotFoundError(f"init_from={directory} has no dit/model.safetensors (use an avgen-train export dir)")
+        raise MissingFileError(f"init_from={directory} has no dit/model.safetensors (use an avgen-train export dir)")
     state = {k: v.float() for k, v in load_file(str(weights)).items()}
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise ValueError(f"init_from={directory} does not fit model={dict(model.config)}: {str(e)[:300]}") from e
+        raise InputError(f"init_from={directory} does not fit model={dict(model.config)}: {str(e)[:300]}") from e
 
 
 def run(cfg: DictConfig) -> dict:

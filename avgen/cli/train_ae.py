@@ -8,15 +8,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from avgen.cli.common import CONFIG_DIR, friendly_errors
 from avgen.train.ae_loop import AETrainConfig, train_autoencoder
+from avgen.train.checks import check_numbers
 
 
 def run(cfg: DictConfig) -> dict:
     """Build everything from a composed config and train; returns the last logged metrics."""
     OmegaConf.resolve(cfg)
+    trainer = AETrainConfig(**OmegaConf.to_container(cfg.trainer))
+    check_numbers(trainer)  # before anything slow
     ae = instantiate(cfg.ae.model)
     loss_fn = instantiate(cfg.ae.loss)
     data = instantiate(cfg.data)
-    trainer = AETrainConfig(**OmegaConf.to_container(cfg.trainer))
     n_params = sum(p.numel() for p in ae.parameters())
     print(f"training {cfg.ae.name} ({ae.kind}, {n_params / 1e6:.2f} M parameters, {ae.geometry}) -> {cfg.out_dir}")
     last = train_autoencoder(ae, loss_fn, data, trainer, cfg.out_dir)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from avgen.errors import InputError
 from avgen.media import AVClip
 
 
@@ -24,7 +25,7 @@ def collate_clips(clips: Sequence[AVClip]) -> dict:
     """Stack equal-length clips: {"video": (b, 3, t, h, w), "audio": (b, c, n), "captions": [str], "meta": [dict]}."""
     shapes = {(tuple(c.video.shape), tuple(c.audio.shape)) for c in clips}
     if len(shapes) != 1:
-        raise ValueError(f"clips in a batch must share shapes, got {sorted(shapes)}")
+        raise InputError(f"clips in a batch must share shapes, got {sorted(shapes)}")
     return {
         "video": video_to_model(torch.stack([c.video for c in clips])),
         "audio": torch.stack([c.audio for c in clips]).float(),

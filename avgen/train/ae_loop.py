@@ -15,13 +15,16 @@ from tqdm import tqdm
 
 from avgen.autoencoders.base import Autoencoder
 from avgen.data.batch import video_to_model
+from avgen.errors import DivergedError
 from avgen.train.checkpoint import (
     capture_rng_state,
+    clean_run_dir,
     latest_checkpoint,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
+from avgen.train.checks import check_numbers
 from avgen.train.logging import MetricsLogger
 from avgen.train.schedule import lr_factor
 
@@ -72,12 +75,14 @@ def make_batch(data, modality: str, step: int, cfg: AETrainConfig, geometry) -> 
 
 def train_autoencoder(ae: Autoencoder, loss_fn, data, cfg: AETrainConfig, out_dir: str | Path) -> dict:
     """Train (or resume) `ae` on `data` and export it with measured latent stats to out_dir/export."""
+    check_numbers(cfg)
     out = Path(out_dir)
     device = torch.device(cfg.device)
     ae.to(device).train()
     opt = torch.optim.AdamW(ae.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     step = 0
+    clean_run_dir(out)
     found = latest_checkpoint(out / "checkpoints")
     if found is not None:
         state = load_checkpoint(found, map_location=device)
@@ -89,40 +94,40 @@ def train_autoencoder(ae: Autoencoder, loss_fn, data, cfg: AETrainConfig, out_di
         print(f"resumed from {found} at step {step}")
     logger = MetricsLogger(out)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext
-    bar = tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc=f"train {ae.kind}", dynamic_ncols=True)
-    last = {}
-    while step < cfg.steps:
-        x = make_batch(data, ae.modality, step, cfg, ae.geometry).to(device)
-        with autocast():
-            terms = loss_fn(ae, x)
-        loss = terms["loss"]
-        if not torch.isfinite(loss):
-            where = out / "checkpoints"
-            raise FloatingPointError(
-                f"non-finite loss at step {step} ({loss.item()}); last good checkpoint kept in {where}"
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(ae.parameters(), cfg.grad_clip, error_if_nonfinite=False)
-        if not torch.isfinite(grad_norm):
-            raise FloatingPointError(f"non-finite gradient at step {step}; the last good checkpoint is kept")
-        opt.step()
-        sched.step()
-        step += 1
-        last = {k: float(v.detach()) for k, v in terms.items()} | {
-            "grad_norm": float(grad_norm),
-            "lr": sched.get_last_lr()[0],
-        }
-        bar.update(1)
-        bar.set_postfix(loss=f"{last['loss']:.4f}")
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            logger.log(step, last)
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            save_checkpoint(out / "checkpoints", step, {
-                "model": ae.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "step": step, "rng": capture_rng_state(), "config": asdict(cfg),
-            }, keep=cfg.keep)  # fmt: skip
-    bar.close()
+    desc = f"train {ae.kind}"
+    with tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc=desc, dynamic_ncols=True) as bar:
+        last = {}
+        while step < cfg.steps:
+            x = make_batch(data, ae.modality, step, cfg, ae.geometry).to(device)
+            with autocast():
+                terms = loss_fn(ae, x)
+            loss = terms["loss"]
+            if not torch.isfinite(loss):
+                where = out / "checkpoints"
+                raise DivergedError(
+                    f"non-finite loss at step {step} ({loss.item()}); last good checkpoint kept in {where}"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(ae.parameters(), cfg.grad_clip, error_if_nonfinite=False)
+            if not torch.isfinite(grad_norm):
+                raise DivergedError(f"non-finite gradient at step {step}; the last good checkpoint is kept")
+            opt.step()
+            sched.step()
+            step += 1
+            last = {k: float(v.detach()) for k, v in terms.items()} | {
+                "grad_norm": float(grad_norm),
+                "lr": sched.get_last_lr()[0],
+            }
+            bar.update(1)
+            bar.set_postfix(loss=f"{last['loss']:.4f}")
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                logger.log(step, last)
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                save_checkpoint(out / "checkpoints", step, {
+                    "model": ae.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "step": step, "rng": capture_rng_state(), "config": asdict(cfg),
+                }, keep=cfg.keep)  # fmt: skip
     export_with_stats(ae, data, cfg, out / "export")
     logger.close()
     return last

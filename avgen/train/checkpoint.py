@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import random
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from avgen._atomic import atomic_path
+from avgen._atomic import atomic_path, remove_leftovers
 
 PATTERN = re.compile(r"^step_(\d{8})\.pt$")
 
@@ -46,6 +47,24 @@ def save_checkpoint(directory: str | Path, step: int, state: dict, keep: int = 3
     for old in list_checkpoints(d)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return path
+
+
+def clean_run_dir(out: str | Path) -> list[Path]:
+    """Remove the temporary files that a killed run left in its checkpoints/ and export/ folders, and say so."""
+    out = Path(out)
+    folders = [
+        out / "checkpoints",
+        out / "export",
+        *(out / "export" / part for part in ("dit", "video_ae", "audio_ae")),
+    ]
+    removed = [p for folder in folders for p in remove_leftovers(folder)]
+    if removed:
+        names = ", ".join(str(p.relative_to(out)) for p in removed)
+        print(
+            f"removed {len(removed)} temporary file(s) that an interrupted write left in {out}: {names}",
+            file=sys.stderr,
+        )
+    return removed
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

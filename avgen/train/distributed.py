@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from avgen.errors import InputError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -35,7 +37,7 @@ def setup(device: str = "auto", timeout_s: int = 600) -> DistInfo:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("device=cuda was asked for but CUDA is not available: use device=cpu")
+            raise InputError("device=cuda was asked for but CUDA is not available: use device=cpu")
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
     else:

@@ -7,6 +7,8 @@ import copy
 import torch
 from torch import nn
 
+from avgen.errors import InputError
+
 
 class EMA:
     """Shadow copy of a model whose parameters track `decay * ema + (1 - decay) * param` after each update.
@@ -17,7 +19,7 @@ class EMA:
 
     def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True) -> None:
         if not 0.0 <= decay < 1.0:
-            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+            raise InputError(f"EMA decay must be in [0, 1), got {decay}")
         self.decay = decay
         self.warmup = warmup
         self.step = 0

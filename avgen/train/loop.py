@@ -17,16 +17,19 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from avgen.errors import DivergedError, InputError
 from avgen.train import sharding
 from avgen.train.batches import LatentBatcher, batch_indices  # noqa: F401  (re-exported for callers)
 from avgen.train.checkpoint import (
     capture_rng_state,
+    clean_run_dir,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
+from avgen.train.checks import check_numbers
 from avgen.train.distributed import DistInfo, all_mean, any_rank, barrier
 from avgen.train.ema import EMA
 from avgen.train.logging import MetricsLogger
@@ -56,17 +59,13 @@ class TrainConfig:
 
 def check_config(cfg: TrainConfig, world_size: int) -> None:
     """Stop before the first step on settings that cannot work, saying what to change."""
+    check_numbers(cfg)
     split = world_size * cfg.grad_accum
     if cfg.batch_size % split:
-        raise ValueError(
+        raise InputError(
             f"trainer.batch_size={cfg.batch_size} does not split into {world_size} rank(s) x trainer.grad_accum="
             f"{cfg.grad_accum} equal micro-batches: use a multiple of {split}"
         )
-    for key in ("steps", "ckpt_every", "log_every", "keep"):
-        if getattr(cfg, key) < 1:
-            raise ValueError(f"trainer.{key} must be >= 1, got {getattr(cfg, key)}")
-    if cfg.lr <= 0 or not 0 <= cfg.ema_decay < 1:
-        raise ValueError(f"trainer.lr must be > 0 and trainer.ema_decay in [0, 1): got {cfg.lr}, {cfg.ema_decay}")
 
 
 def _local_info(cfg: TrainConfig) -> DistInfo:
@@ -94,57 +93,59 @@ def train_dit(model, objective, batcher, n_items: int, cfg: TrainConfig, out_dir
         net = DistributedDataParallel(model, device_ids=None)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+    if info.is_main:
+        clean_run_dir(out)
+    barrier()
     step = _resume(out, info, model, ema, opt, sched, fsdp)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if info.device.type == "cuda" else contextlib.nullcontext()
     logger = MetricsLogger(out, enabled=info.is_main)
-    bar = tqdm(total=cfg.steps, initial=step, disable=not (cfg.progress and info.is_main), desc="train dit")
-    local = cfg.batch_size // info.world_size
-    micro = local // cfg.grad_accum
-    last: dict = {}
-    while step < cfg.steps:
-        mine = batch_indices(step, cfg.batch_size, n_items, cfg.seed)[info.rank * local : (info.rank + 1) * local]
-        opt.zero_grad(set_to_none=True)
-        sums = {"loss": 0.0, "loss_video": 0.0, "loss_audio": 0.0}
-        for a in range(cfg.grad_accum):
-            xv, xa, text, mask = batcher(mine[a * micro : (a + 1) * micro])
-            first = info.rank * local + a * micro  # global index of this micro-batch's first sample
-            seeds = [(cfg.seed, step, first + j) for j in range(micro)]
-            last_micro = a == cfg.grad_accum - 1
-            sync = net.no_sync() if info.distributed and not fsdp and not last_micro else contextlib.nullcontext()
-            if fsdp:
-                sharding.set_gradient_sync(model, last_micro)
-            with sync:  # one no_sync() around forward and backward (a no_sync context cannot be entered twice)
-                with autocast:
-                    terms = objective(net, xv, xa, text, mask, batcher.layout, seeds)
-                (terms["loss"] * (micro / local)).backward()
-            for k in sums:
-                sums[k] += float(terms[k].detach()) * micro / local
-        loss = all_mean(torch.tensor(sums["loss"], device=info.device))
-        if any_rank(not torch.isfinite(loss), info.device):
-            raise FloatingPointError(
-                f"non-finite loss at step {step}; the last good checkpoint is in {out}/checkpoints"
-            )
-        norm = sharding.full(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
-        if any_rank(not torch.isfinite(norm), info.device):
-            raise FloatingPointError(f"non-finite gradient at step {step}; the last good checkpoint is in {out}")
-        opt.step()
-        sched.step()
-        ema.update(model)
-        step += 1
-        last = {k: float(all_mean(torch.tensor(v, device=info.device))) for k, v in sums.items()}
-        last |= {"grad_norm": float(norm), "lr": sched.get_last_lr()[0]}
-        bar.update(1)
-        bar.set_postfix(loss=f"{last['loss']:.4f}")
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            logger.log(step, last)
-            _rank_log(out, info, step, sums)
-        if validate is not None and cfg.val_every and step % cfg.val_every == 0:
-            if info.is_main:
-                logger.log(step, validate(ema.model, step))
-            barrier()
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            _save(out, info, cfg, step, model, ema, opt, sched, fsdp)
-    bar.close()
+    with tqdm(
+        total=cfg.steps, initial=step, disable=not (cfg.progress and info.is_main), desc="train dit"
+    ) as bar:  # closed on errors too, so an error line is the last one
+        local = cfg.batch_size // info.world_size
+        micro = local // cfg.grad_accum
+        last: dict = {}
+        while step < cfg.steps:
+            mine = batch_indices(step, cfg.batch_size, n_items, cfg.seed)[info.rank * local : (info.rank + 1) * local]
+            opt.zero_grad(set_to_none=True)
+            sums = {"loss": 0.0, "loss_video": 0.0, "loss_audio": 0.0}
+            for a in range(cfg.grad_accum):
+                xv, xa, text, mask = batcher(mine[a * micro : (a + 1) * micro])
+                first = info.rank * local + a * micro  # global index of this micro-batch's first sample
+                seeds = [(cfg.seed, step, first + j) for j in range(micro)]
+                last_micro = a == cfg.grad_accum - 1
+                sync = net.no_sync() if info.distributed and not fsdp and not last_micro else contextlib.nullcontext()
+                if fsdp:
+                    sharding.set_gradient_sync(model, last_micro)
+                with sync:  # one no_sync() around forward and backward (a no_sync context cannot be entered twice)
+                    with autocast:
+                        terms = objective(net, xv, xa, text, mask, batcher.layout, seeds)
+                    (terms["loss"] * (micro / local)).backward()
+                for k in sums:
+                    sums[k] += float(terms[k].detach()) * micro / local
+            loss = all_mean(torch.tensor(sums["loss"], device=info.device))
+            if any_rank(not torch.isfinite(loss), info.device):
+                raise DivergedError(f"non-finite loss at step {step}; the last good checkpoint is in {out}/checkpoints")
+            norm = sharding.full(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+            if any_rank(not torch.isfinite(norm), info.device):
+                raise DivergedError(f"non-finite gradient at step {step}; the last good checkpoint is in {out}")
+            opt.step()
+            sched.step()
+            ema.update(model)
+            step += 1
+            last = {k: float(all_mean(torch.tensor(v, device=info.device))) for k, v in sums.items()}
+            last |= {"grad_norm": float(norm), "lr": sched.get_last_lr()[0]}
+            bar.update(1)
+            bar.set_postfix(loss=f"{last['loss']:.4f}")
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                logger.log(step, last)
+                _rank_log(out, info, step, sums)
+            if validate is not None and cfg.val_every and step % cfg.val_every == 0:
+                if info.is_main:
+                    logger.log(step, validate(ema.model, step))
+                barrier()
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                _save(out, info, cfg, step, model, ema, opt, sched, fsdp)
     logger.close()
     return last | {"ema": ema}
 
@@ -186,7 +187,7 @@ def _resume(out: Path, info: DistInfo, model, ema, opt, sched, fsdp: bool) -> in
         return 0
     state = load_checkpoint(found, map_location=info.device)
     if bool(state.get("fsdp", False)) != fsdp:
-        raise ValueError(
+        raise InputError(
             f"{found} was written with trainer.fsdp={state.get('fsdp', False)}: resume with the same setting"
         )
     if fsdp:

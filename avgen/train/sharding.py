@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from avgen.errors import MissingFileError
+
 
 def shard_model(model: nn.Module, device_type: str) -> nn.Module:
     """fully_shard every block, then the root (parameters become DTensors sharded on dim 0)."""
@@ -69,7 +71,7 @@ def load_shards(pt_path: Path, model: nn.Module, opt) -> None:
 
     shards = pt_path.with_suffix(".dcp")
     if not shards.is_dir():
-        raise FileNotFoundError(f"{pt_path} is an FSDP checkpoint but {shards.name} is missing beside it")
+        raise MissingFileError(f"{pt_path} is an FSDP checkpoint but {shards.name} is missing beside it")
     state = {"model": get_model_state_dict(model), "optim": get_optimizer_state_dict(model, opt)}
     dcp.load(state, checkpoint_id=str(shards))
     set_model_state_dict(model, state["model"])

@@ -12,6 +12,7 @@ from avgen.data.avworld.captions import CAPTIONS
 from avgen.data.avworld.render import to_uint8
 from avgen.data.avworld.scenes import FAMILY_FNS, Frame
 from avgen.data.avworld.vocab import FAMILIES
+from avgen.errors import InputError
 from avgen.media import AVClip
 
 
@@ -36,11 +37,11 @@ class AVWorld(Dataset):
         families = tuple(families) if families else FAMILIES
         unknown = [f for f in families if f not in FAMILY_FNS]
         if unknown:
-            raise ValueError(f"unknown avworld families {unknown}; choose from {list(FAMILIES)}")
+            raise InputError(f"unknown avworld families {unknown}; choose from {list(FAMILIES)}")
         if channels not in (1, 2):
-            raise ValueError(f"avworld channels must be 1 or 2, got {channels}")
+            raise InputError(f"avworld channels must be 1 or 2, got {channels}")
         if duration <= 0 or fps <= 0 or sample_rate <= 0 or h < 8 or w < 8:
-            raise ValueError(f"bad avworld format: duration={duration} fps={fps} size={h}x{w} sr={sample_rate}")
+            raise InputError(f"bad avworld format: duration={duration} fps={fps} size={h}x{w} sr={sample_rate}")
         self.seed, self.families, self.length = int(seed), families, int(length)
         self.frame = Frame(
             t=round(duration * fps), h=h, w=w, fps=float(fps), sr=int(sample_rate),
