@@ -32,6 +32,7 @@ from avgen.media import AVClip
 from avgen.models.dit import AVDiT
 from avgen.sampling import Given, guided_velocity, schedule, solve
 from avgen.tokens import AVTokenLayout
+from avgen.train.distributed import autocast_for
 
 TASKS = ("t2av", "t2v", "t2a", "a2v", "v2a", "extend")
 
@@ -193,12 +194,11 @@ class AVGenPipeline:
         else:
             text, mask = self.text(prompts)
         text, mask = text.to(dev), mask.to(dev)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda")
 
         def model_fn(xs, levels, drop):
             n = xs[0].shape[0]
             reps = n // b
-            with autocast:
+            with autocast_for(dev):
                 out = self.dit(
                     xs[0],
                     xs[1],

@@ -203,6 +203,12 @@ class AVTokenLayout:
         eps = 1e-9
         return v_end <= seconds + eps, a_end <= seconds + eps
 
+    @property
+    def key(self) -> tuple:
+        """Everything that defines the layout (two layouts with equal keys have equal tokens, times and positions)."""
+        return (self.video_latent, self.audio_latent, self.video_patch, self.audio_patch, self.video_rate,
+                self.audio_rate, self.ref_rate)  # fmt: skip
+
     def describe(self) -> str:
         return (
             f"{self.lv} video tokens ({self.grid[0]}x{self.grid[1]}x{self.grid[2]}, dim {self.pv}) + {self.la} audio "

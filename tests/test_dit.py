@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from avgen.models.dit import PRESETS, build_dit, modulate
+from avgen.tokens import AVTokenLayout
 from tests.core_fixtures import small_dit, tiny_layout
 
 
@@ -123,3 +124,25 @@ def test_tiny_preset_size():
     n = sum(p.numel() for p in model.parameters())
     assert 5e6 <= n <= 10e6, n
     assert set(PRESETS) >= {"tiny", "small", "base", "large"}
+
+
+def test_rotary_cache_follows_the_layout_not_its_id():
+    """New layouts of other lengths, made as old ones die (CPython reuses their ids), get their own rope tables."""
+    from tests.core_fixtures import AUDIO, VIDEO
+
+    model = small_dit(tiny_layout())
+    for i in range(12):
+        seconds = (1.0, 2.0, 1.5)[i % 3]
+        layout = AVTokenLayout.from_geometry(VIDEO, AUDIO, seconds, (64, 64), audio_patch=2)
+        cos2, _ = model._rope(layout, torch.device("cpu"))
+        assert cos2.shape[0] == layout.l, (seconds, cos2.shape, layout.l)
+        del layout
+
+
+def test_autocast_is_decided_in_one_place():
+    from avgen.train.distributed import autocast_for
+
+    with autocast_for("cpu"):
+        assert not torch.is_autocast_enabled("cpu")  # CPU trains fp32
+    ctx = autocast_for(torch.device("cuda"))
+    assert isinstance(ctx, torch.autocast) and ctx.fast_dtype == torch.bfloat16  # a context manager, not a factory

@@ -76,3 +76,16 @@ def test_adapter_save_load_without_pickle(reference, tmp_path, monkeypatch):
     x = torch.randn(1, 1, 3200) * 0.1
     with torch.no_grad():
         assert torch.equal(back.encode(x), ae.encode(x))
+
+
+def test_encodec24k_config_group_loads_through_the_trainer_loader(reference):
+    """audio_ae=encodec24k composes and builds (it has a checkpoint file, not a path; the loader used to read .path)."""
+    from hydra import compose, initialize_config_dir
+
+    from avgen.cli.common import CONFIG_DIR, load_autoencoder
+
+    _, path = reference
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        cfg = compose("train", overrides=["audio_ae=encodec24k", f"audio_ae.checkpoint={path}"])
+    ae = load_autoencoder(cfg.audio_ae, "audio_ae")
+    assert isinstance(ae, EncodecAdapter) and not ae.training and ae.geometry.latent_rate == 75

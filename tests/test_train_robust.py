@@ -191,3 +191,19 @@ def test_fsdp2_two_ranks_equal_one_process_and_resume_from_dcp(data, tmp_path):
     assert resumed.returncode == 0 and "resumed from" in resumed.stdout, resumed.stderr[-3000:]
     c = weights(tmp_path / "fsdp")
     assert all(torch.equal(b[k], c[k]) for k in b)
+
+
+def test_resume_refuses_other_settings_and_multirun_jobs_get_their_own_dirs(data, tmp_path):
+    first = train(data, tmp_path / "run", "trainer.steps=2", "trainer.ckpt_every=2")
+    assert first.returncode == 0, first.stderr[-2000:]
+    other = train(data, tmp_path / "run", "trainer.steps=3", "model.width=48")
+    assert other.returncode == 2 and "model.width=48 (the run has 32)" in other.stderr, other.stderr[-2000:]
+    more = train(data, tmp_path / "run", "trainer.steps=3", "trainer.ckpt_every=3")
+    assert more.returncode == 0 and "resuming with trainer.steps changed: 2 -> 3" in more.stderr, more.stderr[-2000:]
+    assert sorted(losses(tmp_path / "run")) == [1, 2, 3]
+    multirun = (sys.executable, "-m", "avgen.cli.train", "-m")
+    sweep = train(data, tmp_path / "sweep", "trainer.steps=1", "trainer.lr=1e-3,2e-3", launcher=multirun)
+    assert sweep.returncode == 0, sweep.stderr[-2000:]
+    for job, lr in ((0, 1e-3), (1, 2e-3)):
+        record = json.loads((tmp_path / "sweep" / str(job) / "run_config.json").read_text())
+        assert record["trainer.lr"] == lr and list_checkpoints(tmp_path / "sweep" / str(job) / "checkpoints")

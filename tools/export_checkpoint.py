@@ -13,10 +13,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from avgen.autoencoders import load
+from avgen.cli.common import load_autoencoder
 from avgen.cli.train import export_config
 from avgen.models.dit import build_dit
-from avgen.paths import default_ae_dir
 from avgen.pipeline import export_model
 from avgen.tokens import AVTokenLayout
 from avgen.train.checkpoint import latest_checkpoint, load_checkpoint
@@ -38,8 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {run} has no .hydra/config.yaml or no checkpoints/step_*.pt", file=sys.stderr)
         return 2
     cfg = OmegaConf.load(cfg_path)
-    video_ae = load(default_ae_dir("video_ae", cfg.video_ae.path))
-    audio_ae = load(default_ae_dir("audio_ae", cfg.audio_ae.path))
+    video_ae, audio_ae = load_autoencoder(cfg.video_ae, "video_ae"), load_autoencoder(cfg.audio_ae, "audio_ae")
     layout = AVTokenLayout.from_autoencoders(
         video_ae, audio_ae, cfg.clip.duration, tuple(cfg.clip.size), video_patch=tuple(cfg.tokens.video_patch),
         audio_patch=cfg.tokens.audio_patch, ref_rate=cfg.tokens.ref_rate,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU paths, end to end, whenever a CUDA machine is at hand: cache latents, train the tiny DiT a few hundred
-# steps on CUDA with bf16 autocast (single process, then 2-rank NCCL DDP if there are 2+ GPUs), sample from the
+# The GPU paths, end to end, whenever a CUDA machine is at hand: both tiny AEs for a few steps, cache latents, train
+# the tiny DiT a few hundred steps on CUDA with bf16 autocast (single process, then 2-rank NCCL DDP if there are 2+ GPUs), sample from the
 # export on CUDA, and check that the loss fell and the mp4 has both streams. Usage: tools/gpu_check.sh [steps]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,6 +14,10 @@ $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA
 $PY -c "import torch; print('[gpu_check]', torch.cuda.get_device_name(0), 'bf16:', torch.cuda.is_bf16_supported())"
 $PY tools/cache_latents.py --video-ae assets/default/video_ae --audio-ae assets/default/audio_ae \
   --out "$WORK/latents" --count 512
+# the AE trainer's CUDA path (bf16 autocast from the one helper): a few steps of each tiny preset
+for ae in video_tiny audio_tiny; do
+  .venv/bin/avgen-train-ae ae="$ae" debug=ae_cpu trainer.device=cuda trainer.steps=20 out_dir="$WORK/ae_$ae"
+done
 start=$(date +%s)
 .venv/bin/avgen-train latents="$WORK/latents" out_dir="$WORK/run" trainer.device=cuda trainer.steps="$STEPS" \
   trainer.warmup=50 trainer.ckpt_every=100 trainer.log_every=10 trainer.val_every="$STEPS" trainer.progress=false

@@ -10,19 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from avgen.autoencoders import load
-from avgen.cli.common import CONFIG_DIR, friendly_errors
+from avgen.cli.common import CONFIG_DIR, check_resume, friendly_errors, load_autoencoder, record_run_config, run_dir
 from avgen.data.latents import LatentShards
 from avgen.errors import InputError, MissingFileError
 from avgen.models.dit import build_dit
-from avgen.paths import default_ae_dir, portable_path
+from avgen.paths import portable_path
 from avgen.pipeline import AVGenPipeline, export_model
 from avgen.tokens import AVTokenLayout
 from avgen.train.batches import ClipBatcher, LatentBatcher
+from avgen.train.checkpoint import seed_all
 from avgen.train.distributed import setup, teardown
 from avgen.train.loop import TrainConfig, check_config, train_dit
 from avgen.train.validate import Validator
@@ -32,8 +31,7 @@ def _layout(cfg: DictConfig, video_ae, audio_ae) -> AVTokenLayout:
     for key, ae, name in (("fps", video_ae, "video"), ("sample_rate", audio_ae, "audio")):
         if cfg.clip.get(key) is not None and float(cfg.clip[key]) != float(ae.geometry.input_rate):
             raise InputError(
-                f"clip.{key}={cfg.clip[key]} but the {name} autoencoder "
-                f"({default_ae_dir(name + '_ae', cfg[name + '_ae'].path)}) runs at "
+                f"clip.{key}={cfg.clip[key]} but the {name} autoencoder ({ae.kind}) runs at "
                 f"{ae.geometry.input_rate}: set clip.{key}={ae.geometry.input_rate} or use another {name}_ae"
             )
     return AVTokenLayout.from_autoencoders(
@@ -75,29 +73,33 @@ def run(cfg: DictConfig) -> dict:
     trainer = TrainConfig(**OmegaConf.to_container(cfg.trainer))
     info = setup(trainer.device)
     check_config(trainer, info.world_size)  # before anything slow
-    video_ae = load(default_ae_dir("video_ae", cfg.video_ae.path), info.device)
-    audio_ae = load(default_ae_dir("audio_ae", cfg.audio_ae.path), info.device)
+    out = run_dir(cfg)
+    check_resume(cfg, out)
+    video_ae = load_autoencoder(cfg.video_ae, "video_ae", info.device)
+    audio_ae = load_autoencoder(cfg.audio_ae, "audio_ae", info.device)
     layout = _layout(cfg, video_ae, audio_ae)
     text = instantiate(cfg.text_encoder)
     batcher, source = _batcher(cfg, layout, video_ae, audio_ae, text, info.device)
     model_cfg = OmegaConf.to_container(cfg.model)
-    torch.manual_seed(trainer.seed)  # the same initial weights on every rank and every rerun
+    seed_all(trainer.seed)  # the same initial weights on every rank and every rerun
     model = build_dit(model_cfg.pop("preset"), layout.pv, layout.pa, **model_cfg)
     if cfg.get("init_from"):
         _init_from(model, cfg.init_from)
     objective = instantiate(cfg.objective)
     if info.is_main:
         print(f"{layout.describe()}; DiT {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; "
-              f"{source}; {info.world_size} rank(s) -> {cfg.out_dir}")  # fmt: skip
+              f"{source}; {info.world_size} rank(s) -> {out}")  # fmt: skip
+    if info.is_main:
+        record_run_config(cfg, out)
     validator = None
     if trainer.val_every:
         config = export_config(cfg, trainer)
-        validator = Validator(lambda m: AVGenPipeline(m, video_ae, audio_ae, text, config), cfg.out_dir)
-    last = train_dit(model, objective, batcher, len(batcher), trainer, cfg.out_dir, validate=validator, info=info)
+        validator = Validator(lambda m: AVGenPipeline(m, video_ae, audio_ae, text, config), out)
+    last = train_dit(model, objective, batcher, len(batcher), trainer, out, validate=validator, info=info)
     if info.is_main:
-        export_model(last.pop("ema").model, Path(cfg.out_dir) / "export", export_config(cfg, trainer),
+        export_model(last.pop("ema").model, out / "export", export_config(cfg, trainer),
                      video_ae, audio_ae)  # fmt: skip
-        print(f"done: loss {last.get('loss', float('nan')):.4f}; EMA model exported to {cfg.out_dir}/export "
+        print(f"done: loss {last.get('loss', float('nan')):.4f}; EMA model exported to {out}/export "
               f"(AVGenPipeline.from_pretrained / avgen-generate model=...)")  # fmt: skip
     teardown()
     return last

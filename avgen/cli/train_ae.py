@@ -6,8 +6,9 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from avgen.cli.common import CONFIG_DIR, friendly_errors
+from avgen.cli.common import CONFIG_DIR, check_resume, friendly_errors, record_run_config, run_dir
 from avgen.train.ae_loop import AETrainConfig, train_autoencoder
+from avgen.train.checkpoint import seed_all
 from avgen.train.checks import check_numbers
 
 
@@ -16,13 +17,17 @@ def run(cfg: DictConfig) -> dict:
     OmegaConf.resolve(cfg)
     trainer = AETrainConfig(**OmegaConf.to_container(cfg.trainer))
     check_numbers(trainer)  # before anything slow
+    out = run_dir(cfg)
+    check_resume(cfg, out)
+    seed_all(trainer.seed)  # the same initial weights for the same command
     ae = instantiate(cfg.ae.model)
     loss_fn = instantiate(cfg.ae.loss)
     data = instantiate(cfg.data)
+    record_run_config(cfg, out)
     n_params = sum(p.numel() for p in ae.parameters())
-    print(f"training {cfg.ae.name} ({ae.kind}, {n_params / 1e6:.2f} M parameters, {ae.geometry}) -> {cfg.out_dir}")
-    last = train_autoencoder(ae, loss_fn, data, trainer, cfg.out_dir)
-    print(f"done: loss {last.get('loss', float('nan')):.4f}; exported to {cfg.out_dir}/export")
+    print(f"training {cfg.ae.name} ({ae.kind}, {n_params / 1e6:.2f} M parameters, {ae.geometry}) -> {out}")
+    last = train_autoencoder(ae, loss_fn, data, trainer, out)
+    print(f"done: loss {last.get('loss', float('nan')):.4f}; exported to {out}/export")
     return last
 
 

@@ -291,7 +291,7 @@ class AVDiT(nn.Module):
 
     def _rope(self, layout: AVTokenLayout, device) -> tuple[torch.Tensor, torch.Tensor]:
         """Rope tables (l, 1, hd) for (b, l, h, hd) queries and keys, cached per layout and device."""
-        key = (id(layout), str(device))
+        key = (layout.key, str(device))  # content, not id(): Python reuses the ids of dead objects
         cache = getattr(self, "_rope_cache", None)
         if cache is None or cache[0] != key:
             cos, sin = rope_angles(layout.positions, self.config["width"] // self.heads, layout.finest_spacing,

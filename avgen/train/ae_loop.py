@@ -5,7 +5,6 @@ Batches are a pure function of (seed, step), so a resumed run sees exactly the d
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from avgen.train.checkpoint import (
     save_checkpoint,
 )
 from avgen.train.checks import check_numbers
+from avgen.train.distributed import autocast_for
 from avgen.train.logging import MetricsLogger
 from avgen.train.schedule import lr_factor
 
@@ -93,13 +93,12 @@ def train_autoencoder(ae: Autoencoder, loss_fn, data, cfg: AETrainConfig, out_di
         step = int(state["step"])
         print(f"resumed from {found} at step {step}")
     logger = MetricsLogger(out)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext
     desc = f"train {ae.kind}"
     with tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc=desc, dynamic_ncols=True) as bar:
         last = {}
         while step < cfg.steps:
             x = make_batch(data, ae.modality, step, cfg, ae.geometry).to(device)
-            with autocast():
+            with autocast_for(device):
                 terms = loss_fn(ae, x)
             loss = terms["loss"]
             if not torch.isfinite(loss):

@@ -72,6 +72,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return torch.load(Path(path), map_location=map_location, weights_only=True)
 
 
+def seed_all(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy and `random` at once: before a trainer builds its model, so two runs of the
+    same command start from the same weights."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
 def capture_rng_state(generators: dict[str, torch.Generator] | None = None) -> dict:
     """torch CPU (+ CUDA), numpy, python `random` and named generators, as tensors / lists (weights_only-safe)."""
     np_state = np.random.get_state()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 from dataclasses import dataclass
@@ -46,6 +47,14 @@ def setup(device: str = "auto", timeout_s: int = 600) -> DistInfo:
         backend = "nccl" if dev.type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
+
+
+def autocast_for(device: torch.device | str):
+    """The one autocast decision: bf16 on CUDA, none elsewhere (CPU runs fp32, faster than bf16 on these CPUs).
+    A fresh context manager each call; use it as `with autocast_for(device):`."""
+    if torch.device(device).type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def teardown() -> None:

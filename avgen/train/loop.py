@@ -30,7 +30,7 @@ from avgen.train.checkpoint import (
     save_checkpoint,
 )
 from avgen.train.checks import check_numbers
-from avgen.train.distributed import DistInfo, all_mean, any_rank, barrier
+from avgen.train.distributed import DistInfo, all_mean, any_rank, autocast_for, barrier
 from avgen.train.ema import EMA
 from avgen.train.logging import MetricsLogger
 from avgen.train.schedule import lr_factor
@@ -97,7 +97,6 @@ def train_dit(model, objective, batcher, n_items: int, cfg: TrainConfig, out_dir
         clean_run_dir(out)
     barrier()
     step = _resume(out, info, model, ema, opt, sched, fsdp)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if info.device.type == "cuda" else contextlib.nullcontext()
     logger = MetricsLogger(out, enabled=info.is_main)
     with tqdm(
         total=cfg.steps, initial=step, disable=not (cfg.progress and info.is_main), desc="train dit"
@@ -118,7 +117,7 @@ def train_dit(model, objective, batcher, n_items: int, cfg: TrainConfig, out_dir
                 if fsdp:
                     sharding.set_gradient_sync(model, last_micro)
                 with sync:  # one no_sync() around forward and backward (a no_sync context cannot be entered twice)
-                    with autocast:
+                    with autocast_for(info.device):
                         terms = objective(net, xv, xa, text, mask, batcher.layout, seeds)
                     (terms["loss"] * (micro / local)).backward()
                 for k in sums:
