@@ -1,8 +1,7 @@
 """Rectified flow with a noise level per token, tasks as masks, and a per-sample normalised loss.
 
-Convention, stated once: t in [0, 1], t = 1 is pure noise, x_t = (1 - t) x0 + t eps, the network predicts
-v = eps - x0, samplers integrate from t = 1 to t = 0. Schedule shift: t' = s t / (1 + (s - 1) t), s > 1 pushes
-towards noise, in training and sampling alike.
+The flow convention and the schedule shift are stated once in avgen/flow.py; which tokens a task holds clean comes
+from the task table (avgen/tasks.py), the same rule the sampler uses.
 
 Everything random (noise, noise levels, task, caption dropout) is drawn from one generator per sample seeded by
 (seed, step, global sample index), so the result does not depend on how a global batch is split across ranks.
@@ -14,12 +13,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-TASKS = ("t2av", "a2v", "v2a", "continue")
-
-
-def shift_time(t: torch.Tensor, shift: float) -> torch.Tensor:
-    """t' = s t / (1 + (s - 1) t); the one schedule shift used by training and sampling."""
-    return shift * t / (1 + (shift - 1) * t)
+from avgen.errors import InputError
+from avgen.flow import shift_time
+from avgen.tasks import CONTINUATION, TASKS, given_masks
 
 
 def sample_generator(seed: int, step: int, index: int) -> torch.Generator:
@@ -39,14 +35,15 @@ class Draws:
     eps_audio: torch.Tensor  # (b, la, pa)
     task: list[str]
     drop_text: torch.Tensor  # (b,) bool
-    cont_seconds: torch.Tensor  # (b,) seconds given in continuation
+    prefix_seconds: torch.Tensor  # (b,) seconds given when the task gives a prefix (extend)
 
 
 @dataclass
 class FlowObjective:
     """Rectified flow loss over interleaved AV tokens.
 
-    task_weights: relative frequency of joint text->AV, audio given (a2v), video given (v2a) and continuation.
+    task_weights: relative frequency of the tasks of avgen.tasks.TASKS that training draws: joint text->AV, audio
+    given (a2v), video given (v2a) and continuation (extend, with extend_range of the clip given).
     """
 
     logit_mean: float = 0.0
@@ -55,8 +52,13 @@ class FlowObjective:
     video_weight: float = 1.0
     audio_weight: float = 1.0
     caption_dropout: float = 0.1
-    task_weights: dict = field(default_factory=lambda: {"t2av": 0.7, "a2v": 0.1, "v2a": 0.1, "continue": 0.1})
-    continue_range: tuple[float, float] = (0.25, 0.75)  # fraction of the clip given in continuation
+    task_weights: dict = field(default_factory=lambda: {"t2av": 0.7, "a2v": 0.1, "v2a": 0.1, CONTINUATION: 0.1})
+    extend_range: tuple[float, float] = (0.25, 0.75)  # fraction of the clip given in continuation
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.task_weights) - set(TASKS))
+        if unknown:
+            raise InputError(f"objective.task_weights has unknown tasks {unknown}: use names from {list(TASKS)}")
 
     def levels(self, u: torch.Tensor) -> torch.Tensor:
         """Standard normal draws -> shifted logit-normal noise levels."""
@@ -77,31 +79,16 @@ class FlowObjective:
             tasks.append(names[int(torch.multinomial(weights, 1, generator=g))])
             r = torch.rand(2, generator=g)
             drop.append(bool(r[0] < self.caption_dropout))
-            lo, hi = self.continue_range
+            lo, hi = self.extend_range
             cont.append(duration * (lo + (hi - lo) * float(r[1])))
         return Draws(torch.stack(tv), torch.stack(ta), torch.stack(ev), torch.stack(ea), tasks,
                      torch.tensor(drop), torch.tensor(cont))  # fmt: skip
-
-    @staticmethod
-    def given_masks(tasks: list[str], cont_seconds: torch.Tensor, layout) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-token masks of tokens held clean: video (b, lv), audio (b, la)."""
-        b = len(tasks)
-        gv = torch.zeros(b, layout.lv, dtype=torch.bool)
-        ga = torch.zeros(b, layout.la, dtype=torch.bool)
-        for i, task in enumerate(tasks):
-            if task == "a2v":
-                ga[i] = True
-            elif task == "v2a":
-                gv[i] = True
-            elif task == "continue":
-                gv[i], ga[i] = layout.token_mask_before(float(cont_seconds[i]))
-        return gv, ga
 
     def __call__(self, model, x0_video, x0_audio, text, text_mask, layout, seeds) -> dict[str, torch.Tensor]:
         """x0_video (b, lv, pv), x0_audio (b, la, pa): clean tokens; seeds: (seed, step, index) per sample."""
         device = x0_video.device
         d = self.draw(seeds, x0_video.shape[1:], x0_audio.shape[1:], layout.span / layout.ref_rate)
-        gv, ga = (m.to(device) for m in self.given_masks(d.task, d.cont_seconds, layout))
+        gv, ga = (m.to(device) for m in given_masks(d.task, layout, d.prefix_seconds))
         tv = torch.where(gv, 0.0, d.t_video.to(device)[:, None])  # (b, lv): 0 where given
         ta = torch.where(ga, 0.0, d.t_audio.to(device)[:, None])  # (b, la)
         ev, ea = d.eps_video.to(device), d.eps_audio.to(device)

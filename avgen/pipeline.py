@@ -28,13 +28,26 @@ from safetensors.torch import load_file
 from avgen.autoencoders import Autoencoder, load
 from avgen.data.batch import video_from_model, video_to_model
 from avgen.errors import InputError, MissingFileError
-from avgen.media import AVClip
+from avgen.media import AVClip, MediaError, mix_channels
 from avgen.models.dit import AVDiT
 from avgen.sampling import Given, guided_velocity, schedule, solve
+from avgen.tasks import CONTINUATION, MAX_LENGTH_FACTOR, Task, get_task, given_masks
 from avgen.tokens import AVTokenLayout
 from avgen.train.distributed import autocast_for
 
-TASKS = ("t2av", "t2v", "t2a", "a2v", "v2a", "extend")
+NEEDS = {"audio": "audio (c, n) at the model's sample rate: audio=... (input=speech.wav)",
+         "video": "video frames (t, h, w, 3) uint8: video=... (input=silent.mp4)",
+         "clip": "a clip (AVClip) to continue: clip=... (input=clip.mp4)"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Run:
+    """What every window of one generation shares."""
+
+    prompt: str
+    seed: int
+    settings: SamplerSettings
+    progress: bool
 
 
 @dataclass
@@ -245,26 +258,107 @@ class AVGenPipeline:
     ) -> AVClip:
         """Generate one clip. t2av/t2v/t2a: from the prompt; a2v: `audio` (c, n) at the model's rate is given;
         v2a: `video` (t, h, w, 3) uint8 at the model's fps and size is given; extend: `clip` continued by `seconds`."""
-        from avgen.tasks import run_task
-
-        if task not in TASKS:
-            raise InputError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
-        out = run_task(
-            self,
-            task,
-            prompt,
-            video=video,
-            audio=audio,
-            clip=clip,
-            seconds=seconds,
-            duration=duration,
-            seed=seed,
-            settings=self.settings(**sampler),
-            progress=progress,
-        )
+        spec = get_task(task)
+        given = {"audio": audio, "video": video, "clip": clip}.get(spec.input)
+        if spec.input is not None and given is None:
+            raise InputError(f"task {task} needs {NEEDS[spec.input]}")
+        run = Run(prompt, seed, self.settings(**sampler), progress)
+        if spec.given == "none":
+            out = self._from_text(spec, run, duration)
+        elif spec.given == "prefix":
+            out = self._extend(run, given, seconds)
+        else:
+            out = self._from_given(spec, run, given)
         out.caption = prompt
         out.meta.update({"prompt": prompt, "seed": str(seed), "task": task, "model_hash": self.model_hash})
         return out
+
+    # ------------------------------------------------------------------------------------------------------------
+    # the tasks: what is given, what is sampled, what is decoded and copied (given media come back untouched)
+    # ------------------------------------------------------------------------------------------------------------
+    def _window(self, task: str, run: Run, layout, frames=None, wave=None, prefix: float = 0.0):
+        """Encode what `task` gives, hold those tokens, sample the rest: video and audio tokens (1, l, p)."""
+        xv, xa = self.encode(frames, wave, layout)
+        given = Given.of(given_masks([task], layout, [prefix]), xv, xa)
+        return self.sample_tokens([run.prompt], layout, run.seed, given, run.settings, run.progress)
+
+    def _length(self, seconds: float, what: str) -> float:
+        """The duration to generate for `seconds` of output: checked against the model's limit, rounded up."""
+        limit = self.duration * MAX_LENGTH_FACTOR
+        if seconds <= 0:
+            raise MediaError(f"{what} is empty: give at least {1 / self.fps:.3f} s")
+        if seconds > limit + 1e-9:
+            raise MediaError(f"{what} is {seconds:.2f} s; this model makes clips of up to {limit:g} s: trim it")
+        return self.valid_duration(seconds)
+
+    def _check_frames(self, video: torch.Tensor) -> None:
+        if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != torch.uint8:
+            raise MediaError(f"video must be uint8 (t, h, w, 3), got {tuple(video.shape)} {video.dtype}")
+        if tuple(video.shape[1:3]) != self.size:
+            raise MediaError(
+                f"video frames are {tuple(video.shape[1:3])} but the model makes {self.size}: resize them "
+                f"(read_clip(..., size={self.size}) does)"
+            )
+
+    def _from_text(self, spec: Task, run: Run, duration: float | None) -> AVClip:
+        want = float(duration or self.duration)
+        layout = self.layout(self._length(want, f"duration={want}"))
+        xv, xa = self._window(spec.name, run, layout)
+        keep_video, keep_audio = spec.keeps
+        frames, wave = self.decode(xv, xa, layout, video=keep_video, audio=keep_audio)
+        n_frames, n_samples = round(want * self.fps), round(want * self.sample_rate)
+        if not keep_audio:  # a silent track of the clip's length
+            wave = torch.zeros(self.audio_ae.config.get("channels", 1), n_samples)
+        if not keep_video:
+            frames = torch.zeros(0, *self.size, 3, dtype=torch.uint8)
+        return AVClip(video=frames[:n_frames], audio=wave[:, :n_samples], fps=self.fps, sample_rate=self.sample_rate)
+
+    def _from_given(self, spec: Task, run: Run, given: torch.Tensor) -> AVClip:
+        """a2v (audio given) and v2a (video given): the given modality is copied, the other one generated."""
+        if spec.given == "audio":
+            wave = mix_channels(given.float(), self.audio_ae.config.get("channels", 1))
+            seconds = wave.shape[-1] / self.sample_rate
+            dur = self._length(seconds, "the given audio")
+            layout = self.layout(dur)
+            padded = torch.nn.functional.pad(wave, (0, round(dur * self.sample_rate) - wave.shape[-1]))
+            xv, xa = self._window(spec.name, run, layout, wave=padded)
+            frames, _ = self.decode(xv, xa, layout, audio=False)
+            video, audio = frames[: round(seconds * self.fps)], given.float().clone()
+        else:
+            self._check_frames(given)
+            seconds = given.shape[0] / self.fps
+            dur = self._length(seconds, "the given video")
+            layout = self.layout(dur)
+            extra = round(dur * self.fps) - given.shape[0]  # repeat the last frame to fill the window
+            padded = torch.cat([given, given[-1:].expand(extra, -1, -1, -1)]) if extra > 0 else given
+            xv, xa = self._window(spec.name, run, layout, frames=padded)
+            _, wave = self.decode(xv, xa, layout, video=False)
+            video, audio = given.clone(), wave[:, : round(seconds * self.sample_rate)]
+        return AVClip(video=video, audio=audio, fps=self.fps, sample_rate=self.sample_rate)
+
+    def _extend(self, run: Run, clip: AVClip, seconds: float) -> AVClip:
+        """Sliding windows of the trained duration: each holds the last `context` seconds given and adds the rest."""
+        self._check_frames(clip.video)
+        if seconds <= 0:
+            raise InputError(f"seconds={seconds}: give how many seconds to add (> 0)")
+        context = self.valid_duration(self.duration / 2)
+        if clip.duration + 1e-9 < context:
+            raise MediaError(f"the clip is {clip.duration:.2f} s; extend needs at least {context:g} s to continue from")
+        layout = self.layout(self.duration)
+        frames, wave = clip.video, mix_channels(clip.audio.float(), self.audio_ae.config.get("channels", 1))
+        cf, cs = round(context * self.fps), round(context * self.sample_rate)
+        want_f, want_s = frames.shape[0] + round(seconds * self.fps), wave.shape[1] + round(seconds * self.sample_rate)
+        k = 0
+        while frames.shape[0] < want_f or wave.shape[1] < want_s:
+            window = Run(run.prompt or (clip.caption or ""), run.seed + k, run.settings, run.progress)
+            xv, xa = self._window(CONTINUATION, window, layout, frames[-cf:], wave[:, -cs:], prefix=context)
+            new_f, new_w = self.decode(xv, xa, layout)
+            frames, wave = torch.cat([frames, new_f[cf:]]), torch.cat([wave, new_w[:, cs:]], dim=1)
+            k += 1
+        n0 = clip.video.shape[0]
+        added = mix_channels(wave[:, clip.audio.shape[1] : want_s], clip.audio.shape[0])
+        return AVClip(video=torch.cat([clip.video, frames[n0:want_f]]), audio=torch.cat([clip.audio.float(), added], 1),
+                      fps=self.fps, sample_rate=self.sample_rate)  # fmt: skip
 
 
 def export_model(
@@ -275,7 +369,6 @@ def export_model(
     from safetensors.torch import save_file
 
     from avgen._atomic import atomic_path
-    from avgen.autoencoders import save_autoencoder
 
     d = Path(directory)
     (d / "dit").mkdir(parents=True, exist_ok=True)
@@ -285,6 +378,6 @@ def export_model(
         save_file(state, str(tmp))
     with atomic_path(d / "dit" / "config.json") as tmp:
         tmp.write_text(json.dumps({"dit": dit.config, **config}, indent=2) + "\n")
-    save_autoencoder(video_ae, d / "video_ae")
-    save_autoencoder(audio_ae, d / "audio_ae")
+    video_ae.save(d / "video_ae")  # weights first, config.json last, each replaced atomically
+    audio_ae.save(d / "audio_ae")
     return d

@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from avgen.errors import InputError
-from avgen.objective import shift_time
+from avgen.flow import shift_time
 
 Tensors = tuple[torch.Tensor, ...]
 VelocityFn = Callable[[Tensors, Tensors], Tensors]
@@ -39,6 +39,20 @@ class Given:
             torch.where(m[..., None].to(x.device), v.to(x), x)
             for x, m, v in zip(xs, self.masks, self.values, strict=True)
         )
+
+    @classmethod
+    def of(cls, masks: tuple[torch.Tensor, torch.Tensor], video=None, audio=None) -> Given | None:
+        """Given tokens from a task's masks (avgen.tasks.given_masks) and the encoded tokens (b, l, p) of what is
+        given; None when the task gives nothing. A modality that gives nothing needs no values."""
+        mv, ma = masks
+        if not (mv.any() or ma.any()):
+            return None
+        if (mv.any() and video is None) or (ma.any() and audio is None):
+            raise ValueError("the task gives tokens of a modality whose values are missing")
+        b = mv.shape[0]
+        video = torch.zeros(b, mv.shape[1], 1) if video is None else video  # (b, l, 1) broadcasts in apply()
+        audio = torch.zeros(b, ma.shape[1], 1) if audio is None else audio
+        return cls(masks=(mv, ma), values=(video, audio))
 
     def levels(self, t: float, xs: Tensors) -> Tensors:
         """Per-token noise levels: t everywhere, 0 on given tokens."""
@@ -97,28 +111,3 @@ def guided_velocity(model_fn: Callable, scales: Sequence[float]) -> VelocityFn:
         return tuple(v[b:] + s * (v[:b] - v[b:]) for v, s in zip(out, scales, strict=True))
 
     return velocity
-
-
-# tasks -> which modality is given (video, audio); "extend" gives a prefix of both
-TASK_GIVEN = {"t2av": (False, False), "t2v": (False, False), "t2a": (False, False), "a2v": (False, True),
-              "v2a": (True, False), "extend": (False, False)}  # fmt: skip
-
-
-def task_given(task: str, layout, b: int, video=None, audio=None, prefix_seconds: float = 0.0) -> Given | None:
-    """The Given tokens for a task. t2v / t2a generate both modalities jointly and keep only the one asked for
-    (the joint model samples them together; dropping one at the end keeps the other in sync with what it saw)."""
-    if task not in TASK_GIVEN:
-        raise InputError(f"unknown task {task!r}; choose from {list(TASK_GIVEN)}")
-    gv, ga = TASK_GIVEN[task]
-    mv = torch.full((b, layout.lv), gv)
-    ma = torch.full((b, layout.la), ga)
-    if task == "extend":
-        pv, pa = layout.token_mask_before(prefix_seconds)
-        mv, ma = pv.expand(b, -1).clone(), pa.expand(b, -1).clone()
-    if not (mv.any() or ma.any()):
-        return None
-    if (mv.any() and video is None) or (ma.any() and audio is None):
-        raise InputError(f"task {task!r} needs the given modality's tokens")
-    zeros_v = torch.zeros(b, layout.lv, layout.pv) if video is None else video
-    zeros_a = torch.zeros(b, layout.la, layout.pa) if audio is None else audio
-    return Given(masks=(mv, ma), values=(zeros_v, zeros_a))

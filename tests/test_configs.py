@@ -29,9 +29,10 @@ def test_core_groups_build():
 
     for name in ("objective/flow.yaml",):
         assert instantiate(yaml.safe_load((CONF / name).read_text())) is not None
-    for model in (CONF / "model").glob("*.yaml"):
-        cfg = yaml.safe_load(model.read_text())
-        assert cfg["width"] % cfg["heads"] == 0
+    from avgen.models.dit import PRESETS
+
+    for preset in PRESETS.values():
+        assert preset["width"] % preset["heads"] == 0
     for sampler in (CONF / "sampler").glob("*.yaml"):
         cfg = yaml.safe_load(sampler.read_text())
         assert cfg["method"] in ("euler", "heun") and cfg["steps"] >= 1
@@ -107,3 +108,27 @@ def test_only_user_errors_become_one_line(capsys):
         assert stop.value.code == 2 and capsys.readouterr().err == line + "\n"
     with pytest.raises(ValueError, match="a bug"):
         raising(ValueError("a bug"))()
+
+
+def test_configs_name_code_presets_and_restate_none_of_them():
+    """One source per model size: the code presets. A config names one and leaves every size key null."""
+    import yaml
+
+    from avgen.autoencoders.audio import AUDIO_PRESETS
+    from avgen.autoencoders.video import VIDEO_PRESETS
+    from avgen.models.dit import PRESETS
+
+    for path in sorted((CONF / "model").glob("*.yaml")):
+        cfg = yaml.safe_load(path.read_text())
+        assert cfg["preset"] == path.stem and cfg["preset"] in PRESETS, path
+        assert all(v is None for k, v in cfg.items() if k != "preset"), (path, cfg)
+        assert set(PRESETS[path.stem]) <= set(cfg), path  # every preset key can be overridden from the command line
+    tables = {"avgen.autoencoders.audio.SeanetAudioAE.preset": AUDIO_PRESETS,
+              "avgen.autoencoders.video.VideoVAE.preset": VIDEO_PRESETS}  # fmt: skip
+    for path in sorted((CONF / "ae").glob("*.yaml")):
+        model = yaml.safe_load(path.read_text())["ae"]["model"]
+        table = tables[model["_target_"]]
+        assert model["name"] == path.stem.split("_")[1] and model["name"] in table, path
+        sizes = set().union(*(set(t) for t in table.values()))
+        assert all(model[k] is None for k in sizes if k in model), (path, model)
+        assert {k for t in table.values() for k in t} - set(model) <= {"lstm"}, path  # overridable

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from avgen.models.dit import PRESETS, build_dit, modulate
+from avgen.models.dit import PRESETS, build_dit
 from avgen.tokens import AVTokenLayout
 from tests.core_fixtures import small_dit, tiny_layout
 
@@ -25,6 +25,11 @@ def perturbed(layout, **kw):
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
     return model.eval()
+
+
+def modulate(x, shift, scale):
+    """adaLN written out: x * (1 + scale) + shift (the model forms 1 + scale once per distinct level)."""
+    return x * (1 + scale) + shift
 
 
 def _mixed_levels(layout, b: int, seed: int = 0):

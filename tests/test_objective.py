@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
-from avgen.objective import FlowObjective, per_sample_loss, shift_time
+from avgen.flow import shift_time
+from avgen.objective import FlowObjective, per_sample_loss
+from avgen.tasks import TASKS, given_masks
 from tests.core_fixtures import small_dit, structured_latents, tiny_layout
 
 
@@ -40,12 +43,15 @@ def test_draws_are_a_pure_function_of_seed_step_index():
 
 
 def test_task_masks_hold_tokens_clean():
+    """One rule for training and sampling: the task table's given_masks."""
     layout = tiny_layout()
-    obj = FlowObjective()
-    gv, ga = obj.given_masks(["t2av", "a2v", "v2a", "continue"], torch.tensor([0, 0, 0, 1.0]), layout)
+    gv, ga = given_masks(["t2av", "a2v", "v2a", "extend"], layout, torch.tensor([0, 0, 0, 1.0]))
     assert not gv[0].any() and not ga[0].any()
     assert ga[1].all() and not gv[1].any() and gv[2].all() and not ga[2].any()
     assert gv[3].sum() == layout.lv // 2 and ga[3].sum() == layout.la // 2
+    assert set(FlowObjective().task_weights) <= set(TASKS)
+    with pytest.raises(ValueError, match="unknown tasks \\['continue'\\]"):
+        FlowObjective(task_weights={"t2av": 1.0, "continue": 0.1})  # one name for continuation: extend
 
 
 def test_loss_is_normalised_per_sample_and_split_invariant():
@@ -56,7 +62,7 @@ def test_loss_is_normalised_per_sample_and_split_invariant():
             p.add_(0.02 * torch.randn_like(p))
     xv, xa = structured_latents(layout)
     xv, xa = xv.repeat(4, 1, 1), xa.repeat(4, 1, 1)
-    obj = FlowObjective(task_weights={"t2av": 0.4, "a2v": 0.2, "v2a": 0.2, "continue": 0.2})
+    obj = FlowObjective(task_weights={"t2av": 0.4, "a2v": 0.2, "v2a": 0.2, "extend": 0.2})
     seeds = [(0, 3, i) for i in range(4)]
     whole = obj(model, xv, xa, None, None, layout, seeds)["loss"]
     halves = [obj(model, xv[i : i + 2], xa[i : i + 2], None, None, layout, seeds[i : i + 2])["loss"] for i in (0, 2)]

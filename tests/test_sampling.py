@@ -7,7 +7,8 @@ import math
 import torch
 
 from avgen.objective import FlowObjective
-from avgen.sampling import Given, guided_velocity, schedule, solve, task_given
+from avgen.sampling import Given, guided_velocity, schedule, solve
+from avgen.tasks import given_masks
 from tests.core_fixtures import small_dit, structured_latents, tiny_layout
 
 
@@ -59,7 +60,7 @@ def test_given_tokens_stay_bit_exact():
     layout = tiny_layout()
     model = small_dit(layout).eval()
     xv, xa = structured_latents(layout)
-    given = task_given("a2v", layout, 1, audio=xa)
+    given = Given.of(given_masks(["a2v"], layout), audio=xa)
     seen_levels = []
 
     def velocity(xs, levels):
@@ -70,8 +71,9 @@ def test_given_tokens_stay_bit_exact():
         out = solve(velocity, (torch.randn_like(xv), torch.randn_like(xa)), schedule(4), "heun", given=given)
     assert torch.equal(out[1], xa)
     assert all(float(lv.abs().max()) == 0.0 for lv in seen_levels)
-    ext = task_given("extend", layout, 1, video=xv, audio=xa, prefix_seconds=1.0)
+    ext = Given.of(given_masks(["extend"], layout, [1.0]), xv, xa)
     assert isinstance(ext, Given) and ext.masks[0].sum() == layout.lv // 2
+    assert Given.of(given_masks(["t2av"], layout)) is None  # nothing given: plain sampling
 
 
 def test_tiny_dit_memorises_one_latent_pair():

@@ -10,7 +10,8 @@ from avgen.data.latents import LatentShards
 from avgen.models.dit import AVDiT
 from avgen.objective import FlowObjective
 from avgen.tokens import AVTokenLayout
-from avgen.train.loop import LatentBatcher, TrainConfig, batch_indices, train_dit
+from avgen.train.batches import LatentBatcher, batch_indices
+from avgen.train.loop import TrainConfig, train_dit
 from tools.cache_latents import main as cache_latents
 
 
@@ -108,7 +109,9 @@ def test_cli_trains_and_exports(setup, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "run" / "export" / "dit" / "model.safetensors").is_file()
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 3
-    bad = subprocess.run(cmd[:3] + [f"latents={tmp_path / 'none'}"] + cmd[4:6], capture_output=True, text=True)
+    bad = subprocess.run(
+        cmd[:3] + [f"latents={tmp_path / 'none'}"] + cmd[4:6], capture_output=True, text=True, cwd=tmp_path
+    )  # no out_dir given: its default must land in tmp_path, not the checkout
     assert bad.returncode == 2 and "cache_latents" in bad.stderr and "Traceback" not in bad.stderr
     # tools/export_checkpoint.py: the newest checkpoint's EMA is what the run exported; --raw is the other set
     from safetensors.torch import load_file

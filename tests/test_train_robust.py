@@ -108,7 +108,8 @@ def test_sigkill_then_rerun_continues_bit_for_bit(data, tmp_path):
     resumed = train(data, tmp_path / "killed", *common)
     assert resumed.returncode == 0 and "resumed from" in resumed.stdout, resumed.stderr[-2000:]
     assert not any(f.exists() for f in left) and mine.exists()
-    assert "removed 2 temporary file(s)" in resumed.stderr and ".step_00000004.1a2b3c4d.tmp.pt" in resumed.stderr
+    said = resumed.stdout + resumed.stderr  # the trainers log (Hydra: to the console and the run's log file)
+    assert "removed 2 temporary file(s)" in said and ".step_00000004.1a2b3c4d.tmp.pt" in said
     assert losses(tmp_path / "straight") == losses(tmp_path / "killed")  # float-equal, every step
     a, b = weights(tmp_path / "straight"), weights(tmp_path / "killed")
     assert all(torch.equal(a[k], b[k]) for k in a)

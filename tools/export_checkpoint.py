@@ -43,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         audio_patch=cfg.tokens.audio_patch, ref_rate=cfg.tokens.ref_rate,
     )  # fmt: skip
     model_cfg = OmegaConf.to_container(cfg.model)
-    model = build_dit(model_cfg.pop("preset"), layout.pv, layout.pa, **model_cfg)
     state = load_checkpoint(ckpt)
+    text_dim = state["model"]["null_text"].shape[-1]  # the text encoder's width, as the run trained with it
+    model = build_dit(model_cfg.pop("preset"), layout.pv, layout.pa, **{"text_dim": text_dim, **model_cfg})
     model.load_state_dict(state["model"] if args.raw else state["ema"]["model"])
     trainer = TrainConfig(**OmegaConf.to_container(cfg.trainer))
     extra = export_config(cfg, trainer) | {"checkpoint": {"file": ckpt.name, "step": int(state["step"])}}

@@ -34,13 +34,15 @@ class Mutant:
 
 LOOP_BACKWARD = '(terms["loss"] * (micro / local)).backward()'
 MUTANTS = [
-    Mutant("a2v_video_ignores_audio", "avgen/tasks.py", 'g = task_given("a2v", layout, 1, audio=xa)', "g = None",
-           ("tests/test_conditioning.py", "-k", "a2v")),
-    Mutant("v2a_audio_ignores_video", "avgen/tasks.py", 'g = task_given("v2a", layout, 1, video=xv)', "g = None",
-           ("tests/test_conditioning.py", "-k", "v2a")),
-    Mutant("extend_mask_inverted", "avgen/sampling.py", "mv, ma = pv.expand(b, -1).clone(), pa.expand(b, -1).clone()",
-           "mv, ma = ~pv.expand(b, -1), ~pa.expand(b, -1)", ("tests/test_conditioning.py", "-k", "extend")),
-    Mutant("extend_prefix_halved", "avgen/tasks.py", "prefix_seconds=context)", "prefix_seconds=context / 2)",
+    Mutant("a2v_video_ignores_audio", "avgen/tasks.py", '        elif given == "audio":\n            ga[i] = True',
+           '        elif given == "audio":\n            pass', ("tests/test_conditioning.py", "-k", "a2v")),
+    Mutant("v2a_audio_ignores_video", "avgen/tasks.py", '        if given == "video":\n            gv[i] = True',
+           '        if given == "video":\n            pass', ("tests/test_conditioning.py", "-k", "v2a")),
+    Mutant("extend_mask_inverted", "avgen/tasks.py",
+           "gv[i], ga[i] = layout.token_mask_before(float(prefix_seconds[i]))",
+           "gv[i], ga[i] = (~m for m in layout.token_mask_before(float(prefix_seconds[i])))",
+           ("tests/test_conditioning.py", "-k", "extend")),
+    Mutant("extend_prefix_halved", "avgen/pipeline.py", "prefix=context)", "prefix=context / 2)",
            ("tests/test_conditioning.py", "-k", "extend")),
     Mutant("gather_mods_level0_for_all", "avgen/models/dit.py", "c.index_select(0, index)",
            "c.index_select(0, torch.zeros_like(index))", ("tests/test_dit.py",)),

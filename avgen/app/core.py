@@ -24,21 +24,14 @@ import torch
 from avgen._atomic import atomic_path
 from avgen.errors import UserError
 from avgen.media import AVClip, MediaError, read_clip
-from avgen.tasks import MAX_LENGTH_FACTOR
+from avgen.tasks import MAX_LENGTH_FACTOR, TASKS
 
 if TYPE_CHECKING:
     from avgen.pipeline import AVGenPipeline
 
-TASK_LABELS = {
-    "t2av": "t2av: text → video with sound",
-    "a2v": "a2v: sound → video (upload or record audio)",
-    "v2a": "v2a: video → sound (upload a video)",
-    "extend": "extend: continue a clip (upload a clip)",
-    "t2v": "t2v: text → video",
-    "t2a": "t2a: text → sound",
-}
-TEXT_TASKS = ("t2av", "t2v", "t2a")
-UPLOAD_OF = {"a2v": ("audio", "the audio"), "v2a": ("video", "the video"), "extend": ("clip", "the clip")}
+TASK_LABELS = {t.name: t.label for t in TASKS.values()}  # the menu, in the task table's order
+TEXT_TASKS = tuple(t.name for t in TASKS.values() if t.needs_prompt)
+UPLOAD_OF = {t.name: (t.input, f"the {t.input}") for t in TASKS.values() if t.input}
 SPEECH = re.compile(r"\b(say|says|said|speak|speaks|talk|talks|voice|voiced|speaker|words?)\b", re.IGNORECASE)
 PREVIEW_CODECS = 'video/mp4; codecs="avc1.42E01E, mp4a.40.2"'  # what the page asks the browser about
 ProgressFn = Callable[[float, str], None]
@@ -192,7 +185,7 @@ class AppCore:
         }
         if req.task in TEXT_TASKS:
             args["duration"] = _number(req.duration, "duration (s)", 1 / self.pipe.fps, self.longest)
-        elif req.task == "extend":
+        elif TASKS[req.task].given == "prefix":
             args["seconds"] = _number(req.duration, "seconds to add", 1 / self.pipe.fps, lim.max_extend_seconds)
         if req.preview not in ("mp4", "webm"):
             raise AppError(f"preview must be mp4 or webm, got {req.preview!r}")
@@ -294,7 +287,7 @@ def sync_metrics(clip: AVClip, task: str, prompt: str) -> dict[str, str]:
         "offset": f"{offset * 1000:+.0f} ms (confidence {confidence:.2f}; + = sound after picture)",
         "AV-Align": f"{av_align(clip):.2f}",
     }
-    if task == "a2v" or SPEECH.search(prompt):
+    if TASKS[task].given == "audio" or SPEECH.search(prompt):
         metrics["mouth_sync"] = f"{mouth_sync(clip):.2f}"
     return metrics
 

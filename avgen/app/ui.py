@@ -12,7 +12,7 @@ from collections.abc import Callable
 import gradio as gr
 
 from avgen.app.core import PREVIEW_CODECS, TASK_LABELS, TEXT_TASKS, AppCore, AppError, Request, example_prompts
-from avgen.tasks import MAX_LENGTH_FACTOR
+from avgen.tasks import MAX_LENGTH_FACTOR, TASKS
 
 # Runs in the browser when the page loads: "mp4" where it plays H.264/AAC, else "webm". ?preview=webm forces one.
 PREVIEW_JS = f"""() => {{
@@ -51,14 +51,14 @@ def task_updates(task: str, core: AppCore) -> tuple:
     longest = core.pipe.duration * MAX_LENGTH_FACTOR
     if task in TEXT_TASKS:
         duration = gr.update(visible=True, label="Duration (s)", maximum=longest, value=core.pipe.duration)
-    elif task == "extend":
+    elif TASKS[task].given == "prefix":
         duration = gr.update(visible=True, label="Seconds to add", maximum=core.limits.max_extend_seconds, value=1.0)
     else:  # a2v / v2a: as long as the upload
         duration = gr.update(visible=False)
     return (
-        gr.update(visible=task == "a2v"),
-        gr.update(visible=task == "v2a"),
-        gr.update(visible=task == "extend"),
+        gr.update(visible=TASKS[task].input == "audio"),
+        gr.update(visible=TASKS[task].input == "video"),
+        gr.update(visible=TASKS[task].input == "clip"),
         duration,
     )
 

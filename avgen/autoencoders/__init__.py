@@ -3,10 +3,10 @@
 from avgen.autoencoders.audio import SeanetAudioAE
 from avgen.autoencoders.base import AEGeometry, Autoencoder
 from avgen.autoencoders.encodec import EncodecAdapter
-from avgen.autoencoders.io import load, save_autoencoder, weights_hash
+from avgen.autoencoders.io import load, weights_hash
 from avgen.autoencoders.video import VideoVAE
 
 __all__ = [
-    "AEGeometry", "Autoencoder", "EncodecAdapter", "SeanetAudioAE", "VideoVAE", "load", "save_autoencoder",
+    "AEGeometry", "Autoencoder", "EncodecAdapter", "SeanetAudioAE", "VideoVAE", "load",
     "weights_hash",
 ]  # fmt: skip

@@ -94,10 +94,11 @@ class SeanetAudioAE(Autoencoder):
 
     @classmethod
     def preset(cls, name: str, **overrides) -> SeanetAudioAE:
-        """Build a named size (`tiny` for CPU, `small` / `base` for GPU), with any kwarg overridden."""
+        """Build a named size (`tiny` for CPU, `small` / `base` for GPU), with any kwarg overridden (None keeps the
+        preset's value: the configs in avgen/conf/ae/ name a preset and restate nothing)."""
         if name not in AUDIO_PRESETS:
             raise InputError(f"unknown SeanetAudioAE preset {name!r}; choose from {sorted(AUDIO_PRESETS)}")
-        return cls(**{**AUDIO_PRESETS[name], **overrides})
+        return cls(**{**AUDIO_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}})
 
     def encode_dist(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.check_input(x)

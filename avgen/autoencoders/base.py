@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -116,11 +115,6 @@ class AEGeometry:
             f"AEGeometry(rate={self.input_rate}/s, time_stride={self.time_stride}, spatial={self.spatial_stride}, "
             f"c={self.latent_channels}, causal={self.causal}, latent_rate={self.latent_rate}/s)"
         )
-
-
-def gcd_rate(a: Fraction, b: Fraction) -> Fraction:
-    """Largest rate r such that a/r and b/r are both whole numbers."""
-    return Fraction(math.gcd(a.numerator * b.denominator, b.numerator * a.denominator), a.denominator * b.denominator)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from avgen.autoencoders.base import Autoencoder, load_saved, read_saved, weights_hash
+from avgen.autoencoders.base import Autoencoder, load_saved, weights_hash
 
-__all__ = ["CLASSES", "load", "read_config", "save_autoencoder", "weights_hash"]
+__all__ = ["load", "weights_hash"]
 
 
 def _classes() -> dict[str, type[Autoencoder]]:
@@ -23,20 +23,6 @@ def _classes() -> dict[str, type[Autoencoder]]:
     return {"video_vae": VideoVAE, "seanet_audio": SeanetAudioAE, "encodec24k": EncodecAdapter}
 
 
-CLASSES = ("video_vae", "seanet_audio", "encodec24k")  # the short names config.json may carry
-
-
-def save_autoencoder(ae: Autoencoder, directory: str | Path) -> Path:
-    """`ae.save(directory)`: weights first, config.json last, each replaced atomically."""
-    ae.save(directory)
-    return Path(directory)
-
-
 def load(directory: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
     """The autoencoder saved in `directory` (config.json + model.safetensors), in eval mode. Never unpickles."""
     return load_saved(directory, _classes(), device)
-
-
-def read_config(directory: str | Path) -> dict:
-    """The checked config.json of a saved autoencoder: class, config, geometry, format_version, weights_sha256."""
-    return read_saved(directory, _classes())[1]

@@ -233,10 +233,11 @@ class VideoVAE(Autoencoder):
 
     @classmethod
     def preset(cls, name: str, **overrides) -> VideoVAE:
-        """Build a named size (`tiny` for CPU, `small` / `base` for GPU), with any kwarg overridden."""
+        """Build a named size (`tiny` for CPU, `small` / `base` for GPU), with any kwarg overridden (None keeps the
+        preset's value: the configs in avgen/conf/ae/ name a preset and restate nothing)."""
         if name not in VIDEO_PRESETS:
             raise InputError(f"unknown VideoVAE preset {name!r}; choose from {sorted(VIDEO_PRESETS)}")
-        return cls(**{**VIDEO_PRESETS[name], **overrides})
+        return cls(**{**VIDEO_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}})
 
     def _pad_causal(self, x: torch.Tensor) -> torch.Tensor:
         """Causal: repeat the first frame ts-1 times in front, so 1 + m*ts frames become (m+1)*ts."""

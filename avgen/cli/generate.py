@@ -17,7 +17,9 @@ from avgen.cli.common import CONFIG_DIR, friendly_errors
 from avgen.errors import InputError, MissingFileError
 from avgen.media import MediaError, read_clip
 from avgen.paths import default_model_dir
+from avgen.tasks import TASKS, get_task
 
+EXAMPLE_INPUT = {"audio": "speech.wav", "video": "silent.mp4", "clip": "clip.mp4"}  # by what a task takes
 FREE_TEXT_KEYS = ("prompt", "input", "out", "model", "prompts_file")
 
 
@@ -46,13 +48,13 @@ def prompts_of(cfg: DictConfig) -> list[str]:
             raise InputError(f"prompts_file={path} has no prompts (one prompt a line)")
         return prompts
     prompt = str(cfg.prompt or "").strip()
-    if not prompt and cfg.task in ("t2av", "t2v", "t2a"):
+    if not prompt and get_task(cfg.task).needs_prompt:
         raise InputError(f'task {cfg.task} needs a prompt: avgen-generate prompt="a small red ball bounces around"')
     return [prompt]
 
 
 def output_path(cfg: DictConfig, prompt: str, index: int, many: bool) -> Path:
-    suffix = ".wav" if cfg.task == "t2a" else ".mp4"
+    suffix = ".mp4" if get_task(cfg.task).keeps[0] else ".wav"  # sound only (t2a): a .wav
     slug = re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")[:40] or "clip"
     name = f"{cfg.task}_{index:03d}_{slug}_s{cfg.seed}{suffix}" if many else f"{cfg.task}_{slug}_s{cfg.seed}{suffix}"
     if cfg.out is None:
@@ -91,23 +93,25 @@ def check_writable(path: Path, key: str = "out") -> None:
 
 
 def task_inputs(cfg: DictConfig, pipe) -> dict:
-    """Read input= for a2v / v2a / extend at the model's rate, fps and frame size."""
-    if cfg.task not in ("a2v", "v2a", "extend"):
+    """Read input= for the tasks that take one (a2v, v2a, extend) at the model's rate, fps and frame size."""
+    kind = get_task(cfg.task).input
+    if kind is None:
         if cfg.input:
-            raise InputError(f"input= is for task=a2v, v2a or extend, not task={cfg.task}")
+            with_input = ", ".join(t.name for t in TASKS.values() if t.input)
+            raise InputError(f"input= is for task={with_input}, not task={cfg.task}")
         return {}
     if not cfg.input:
-        example = {"a2v": "speech.wav", "v2a": "silent.mp4", "extend": "clip.mp4"}[cfg.task]
+        example = EXAMPLE_INPUT[kind]
         raise InputError(f"task={cfg.task} needs an input file: avgen-generate task={cfg.task} input={example}")
     path = Path(cfg.input)
     if not path.is_file():
         raise MissingFileError(f"input={path} does not exist")
-    if cfg.task == "a2v":
+    if kind == "audio":
         clip = read_clip(path, sample_rate=pipe.sample_rate)
         if clip.audio.shape[-1] == 0:
             raise MediaError(f"{path}: has no audio samples")
         return {"audio": clip.audio}
-    if cfg.task == "v2a":
+    if kind == "video":
         clip = read_clip(path, fps=pipe.fps, size=pipe.size, sample_rate=pipe.sample_rate, missing_audio="silence")
         if clip.video.shape[0] == 0:
             raise MediaError(f"{path}: has no video frames (v2a needs a video)")
@@ -117,11 +121,10 @@ def task_inputs(cfg: DictConfig, pipe) -> dict:
 
 
 def run(cfg: DictConfig) -> list[Path]:
-    from avgen.pipeline import TASKS, AVGenPipeline
+    from avgen.pipeline import AVGenPipeline
 
     t0 = time.perf_counter()
-    if cfg.task not in TASKS:
-        raise InputError(f"task={cfg.task}: choose one of {', '.join(TASKS)}")
+    get_task(cfg.task)  # an unknown task stops here, naming the choices
     prompts = prompts_of(cfg)
     check_numbers(cfg)
     for i, prompt in enumerate(prompts):

@@ -82,7 +82,7 @@ def run(cfg: DictConfig) -> dict:
     batcher, source = _batcher(cfg, layout, video_ae, audio_ae, text, info.device)
     model_cfg = OmegaConf.to_container(cfg.model)
     seed_all(trainer.seed)  # the same initial weights on every rank and every rerun
-    model = build_dit(model_cfg.pop("preset"), layout.pv, layout.pa, **model_cfg)
+    model = build_dit(model_cfg.pop("preset"), layout.pv, layout.pa, text_dim=text.dim, **model_cfg)
     if cfg.get("init_from"):
         _init_from(model, cfg.init_from)
     objective = instantiate(cfg.objective)

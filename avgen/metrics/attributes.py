@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from avgen.data.avworld.vocab import COLOURS, PITCHES, SHAPE_SOUNDS, VOICES
 from avgen.media import AVClip
-from avgen.metrics.onsets import _mono, detect_onsets
+from avgen.metrics.onsets import detect_onsets, mono
 
 ATTRIBUTES = ("family", "colour", "shape", "sound", "voice", "pitch")
 COLOUR_NAMES = tuple(COLOURS)
@@ -197,7 +197,7 @@ def detect_objects(video: torch.Tensor | np.ndarray, min_frames: float = 0.1) ->
 # ----------------------------------------------------------------------------------------------------------------------
 def estimate_pitch(audio: torch.Tensor | np.ndarray, sr: int, fmin: float = 70.0, fmax: float = 400.0) -> float:
     """Median fundamental frequency (Hz) over voiced frames (normalised autocorrelation >= 0.5); 0 when unvoiced."""
-    x = _mono(audio).astype(np.float64)
+    x = mono(audio).astype(np.float64)
     win, hop = int(0.04 * sr), int(0.01 * sr)
     if len(x) < win:
         return 0.0
@@ -232,7 +232,7 @@ def detect_voice(audio: torch.Tensor | np.ndarray, sr: int) -> str | None:
 def impact_peaks(audio: torch.Tensor | np.ndarray, sr: int) -> list[float]:
     """Per audio onset, the lowest strong frequency (Hz; at least half the peak) of the energy the onset adds: the
     spectrum of the 60 ms after it minus that of the 30 ms before it (so a ringing earlier impact does not count)."""
-    x = _mono(audio).astype(np.float64)
+    x = mono(audio).astype(np.float64)
     n_pre, n_post, n_fft = int(0.03 * sr), int(0.06 * sr), 4096
     freqs = np.fft.rfftfreq(n_fft, 1 / sr)
     band = (freqs >= 80) & (freqs <= 6000)
@@ -270,7 +270,7 @@ def detect_sounds(audio: torch.Tensor | np.ndarray, sr: int, min_share: float = 
 def detect_beep_pitch(audio: torch.Tensor | np.ndarray, sr: int) -> str | None:
     """'low' / 'middle' / 'high': the named beep pitch nearest (in octaves) to the loudest tone in 150-3000 Hz;
     None when no tone stands TONAL times above the band's median power (silence, noise)."""
-    x = _mono(audio).astype(np.float64)
+    x = mono(audio).astype(np.float64)
     if len(x) < 2048:
         return None
     frames = np.lib.stride_tricks.sliding_window_view(x, 2048)[::512] * np.hanning(2048)

@@ -13,7 +13,7 @@ from scipy.ndimage import maximum_filter1d, median_filter
 HOP_S = 0.002  # 2 ms between flux values
 
 
-def _mono(audio: torch.Tensor | np.ndarray) -> np.ndarray:
+def mono(audio: torch.Tensor | np.ndarray) -> np.ndarray:
     a = audio.detach().cpu().numpy() if isinstance(audio, torch.Tensor) else np.asarray(audio)
     return (a.mean(0) if a.ndim == 2 else a).astype(np.float32)
 
@@ -23,7 +23,7 @@ def onset_strength(audio: torch.Tensor | np.ndarray, sr: int) -> tuple[np.ndarra
 
     Returns (flux (m,), rate in values per second). Value j describes the rise into the window centred at j * hop.
     """
-    x = torch.from_numpy(_mono(audio))
+    x = torch.from_numpy(mono(audio))
     hop = max(1, round(HOP_S * sr))
     n_fft = 1 << int(np.ceil(np.log2(0.016 * sr)))  # ~16 ms window
     spec = torch.stft(x, n_fft, hop, window=torch.hann_window(n_fft), center=True, return_complex=True).abs()
@@ -37,7 +37,7 @@ def onset_strength(audio: torch.Tensor | np.ndarray, sr: int) -> tuple[np.ndarra
 
 def energy_envelope(audio: torch.Tensor | np.ndarray, sr: int, hop_s: float = 0.001) -> tuple[np.ndarray, float]:
     """RMS in non-overlapping windows of hop_s; returns (envelope, rate)."""
-    x = _mono(audio)
+    x = mono(audio)
     hop = max(1, round(hop_s * sr))
     m = len(x) // hop
     env = np.sqrt((x[: m * hop].reshape(m, hop) ** 2).mean(1) + 1e-12)
@@ -83,7 +83,7 @@ def detect_onsets(
 def onset_envelope(audio: torch.Tensor | np.ndarray, sr: int, rate: float) -> np.ndarray:
     """Flux pooled (max) into bins of 1/rate seconds centred at i / rate, for cross-correlation with video signals."""
     flux, frate = onset_strength(audio, sr)
-    n_bins = int(round(len(_mono(audio)) / sr * rate))
+    n_bins = int(round(len(mono(audio)) / sr * rate))
     edges = np.clip(np.round((np.arange(n_bins + 1) - 0.5) / rate * frate).astype(int), 0, len(flux))
     out = np.zeros(n_bins, np.float32)
     for i in range(n_bins):

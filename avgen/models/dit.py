@@ -27,12 +27,6 @@ from avgen.tokens import AVTokenLayout
 # ----------------------------------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------------------------------
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """adaLN: x (b, l, d) with per-token shift / scale (b, l, d). The blocks compute it as x * scale1 + shift with
-    scale1 = 1 + scale formed per distinct noise level (gather_mods)."""
-    return x * (1 + scale) + shift
-
-
 def gather_mods(mods: torch.Tensor, index: torch.Tensor, shape: tuple[int, int], n: int, scales: tuple[int, ...]):
     """Modulation rows per distinct noise level (u, n*d) -> n contiguous per-token tensors (b, l, d).
 
@@ -50,7 +44,7 @@ def rope_tables(cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, tor
 
 
 def rope_full(x: torch.Tensor, cos2: torch.Tensor, sin2: torch.Tensor) -> torch.Tensor:
-    """avgen.models.rope.apply_rope with full-width tables: [x1 cos - x2 sin, x2 cos + x1 sin] for x (..., hd), tables
+    """Rotary embedding with full-width tables: [x1 cos - x2 sin, x2 cos + x1 sin] for x (..., hd), tables
     (..., hd) from rope_tables broadcasting against it; fewer, full-width passes than halves and a cat."""
     x1, x2 = x.chunk(2, dim=-1)
     return x * cos2 + torch.cat([x2, x1], dim=-1) * sin2
@@ -312,15 +306,19 @@ def _pad_text(states: torch.Tensor, mask: torch.Tensor, s: int) -> tuple[torch.T
 # ----------------------------------------------------------------------------------------------------------------------
 # presets
 # ----------------------------------------------------------------------------------------------------------------------
+# The one source of each size (avgen/conf/model/*.yaml only name them; tests/test_configs.py checks they do not
+# restate them). Parameter counts with the tiny AEs' 64-d tokens and MiniLM's 384-d text.
 PRESETS: dict[str, dict] = {
-    "tiny": dict(width=256, depth=6, heads=4, mlp_ratio=4.0),  # CPU, ~7 M parameters
-    "small": dict(width=512, depth=12, heads=8, mlp_ratio=4.0),  # one GPU
-    "base": dict(width=768, depth=16, heads=12, mlp_ratio=4.0),
-    "large": dict(width=1024, depth=24, heads=16, mlp_ratio=4.0, grad_checkpointing=True),
+    "tiny": dict(width=256, depth=6, heads=4, mlp_ratio=4.0, modality_mlp=False),  # CPU, 9.5 M parameters
+    "small": dict(width=512, depth=12, heads=8, mlp_ratio=4.0, modality_mlp=True),  # one GPU, 95 M
+    "base": dict(width=768, depth=16, heads=12, mlp_ratio=4.0, modality_mlp=True, grad_checkpointing=True),  # 277 M
+    "large": dict(width=1024, depth=24, heads=16, mlp_ratio=4.0, modality_mlp=True, grad_checkpointing=True),  # 730 M
 }
 
 
 def build_dit(preset: str, video_dim: int, audio_dim: int, **overrides) -> AVDiT:
+    """The preset's network for tokens of these sizes; overrides that are None keep the preset's value."""
     if preset not in PRESETS:
         raise InputError(f"unknown DiT preset {preset!r}; choose from {list(PRESETS)}")
-    return AVDiT(video_dim=video_dim, audio_dim=audio_dim, **{**PRESETS[preset], **overrides})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return AVDiT(video_dim=video_dim, audio_dim=audio_dim, **{**PRESETS[preset], **given})

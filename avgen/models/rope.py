@@ -36,9 +36,3 @@ def rope_angles(
     parts = [positions[:, i : i + 1].double() * (2 * math.pi / p.double())[None] for i, p in enumerate(periods)]
     angles = torch.cat(parts, dim=1)  # (l, pairs)
     return angles.cos().float(), angles.sin().float()
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate pairs (x[..., :d/2], x[..., d/2:]) of x (b, heads, l, d) by the angles (l, d/2)."""
-    x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)

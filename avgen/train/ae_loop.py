@@ -5,6 +5,7 @@ Batches are a pure function of (seed, step), so a resumed run sees exactly the d
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from avgen.train.checks import check_numbers
 from avgen.train.distributed import autocast_for
 from avgen.train.logging import MetricsLogger
 from avgen.train.schedule import lr_factor
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -91,7 +94,7 @@ def train_autoencoder(ae: Autoencoder, loss_fn, data, cfg: AETrainConfig, out_di
         sched.load_state_dict(state["scheduler"])
         restore_rng_state(state["rng"])
         step = int(state["step"])
-        print(f"resumed from {found} at step {step}")
+        log.info("resumed from %s at step %d", found, step)
     logger = MetricsLogger(out)
     desc = f"train {ae.kind}"
     with tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc=desc, dynamic_ncols=True) as bar:

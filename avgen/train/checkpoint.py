@@ -7,15 +7,17 @@ temporary name + fsync + rename, so a crash mid-save leaves the previous checkpo
 
 from __future__ import annotations
 
+import logging
 import random
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from avgen._atomic import atomic_path, remove_leftovers
+
+log = logging.getLogger(__name__)
 
 PATTERN = re.compile(r"^step_(\d{8})\.pt$")
 
@@ -60,10 +62,7 @@ def clean_run_dir(out: str | Path) -> list[Path]:
     removed = [p for folder in folders for p in remove_leftovers(folder)]
     if removed:
         names = ", ".join(str(p.relative_to(out)) for p in removed)
-        print(
-            f"removed {len(removed)} temporary file(s) that an interrupted write left in {out}: {names}",
-            file=sys.stderr,
-        )
+        log.warning("removed %d temporary file(s) an interrupted write left in %s: %s", len(removed), out, names)
     return removed
 
 

@@ -10,6 +10,7 @@ gradient of the global per-sample mean however the batch is split across ranks a
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from tqdm import tqdm
 
 from avgen.errors import DivergedError, InputError
 from avgen.train import sharding
-from avgen.train.batches import LatentBatcher, batch_indices  # noqa: F401  (re-exported for callers)
+from avgen.train.batches import batch_indices
 from avgen.train.checkpoint import (
     capture_rng_state,
     clean_run_dir,
@@ -34,6 +35,8 @@ from avgen.train.distributed import DistInfo, all_mean, any_rank, autocast_for, 
 from avgen.train.ema import EMA
 from avgen.train.logging import MetricsLogger
 from avgen.train.schedule import lr_factor
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -199,5 +202,5 @@ def _resume(out: Path, info: DistInfo, model, ema, opt, sched, fsdp: bool) -> in
     ranks = state.get("rng_ranks") or [state["rng"]]
     restore_rng_state(ranks[info.rank] if len(ranks) == info.world_size else state["rng"])
     if info.is_main:
-        print(f"resumed from {found} at step {int(state['step'])}")
+        log.info("resumed from %s at step %d", found, int(state["step"]))
     return int(state["step"])

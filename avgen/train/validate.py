@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avgen.metrics.sync import av_align, estimate_offset, mouth_sync
+from avgen.metrics.sync import av_align, mouth_sync, offset_error
 
 # one prompt per avworld family and a few attribute combinations; the talking heads also get mouth_sync
 VALIDATION_PROMPTS = (
@@ -43,8 +43,7 @@ class Validator:
             offsets, aligns, mouths = [], [], []
             for i, prompt in enumerate(self.prompts):
                 clip = pipe(prompt, seed=self.seed + i, **sampler)
-                offset, confidence = estimate_offset(clip)
-                offsets.append(abs(offset) if confidence >= 0.15 else 0.5)  # untrustworthy: the search limit
+                offsets.append(offset_error(clip)[0])  # untrustworthy offsets count as the search limit
                 aligns.append(av_align(clip))
                 if " says " in prompt or " speaks " in prompt or " talks" in prompt:
                     mouths.append(mouth_sync(clip))
