@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -132,3 +133,18 @@ def test_configs_name_code_presets_and_restate_none_of_them():
         sizes = set().union(*(set(t) for t in table.values()))
         assert all(model[k] is None for k in sizes if k in model), (path, model)
         assert {k for t in table.values() for k in t} - set(model) <= {"lstm"}, path  # overridable
+
+
+@pytest.mark.parametrize("name", ["train", "train_ae"])
+def test_optimizer_comes_from_the_optim_group(name):
+    from avgen.train.skeleton import build_optimizer
+
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        default = compose(name, overrides=["trainer.lr=0.004"])
+        sgd = compose(name, overrides=["optim._target_=torch.optim.SGD", "~optim.betas", "+optim.momentum=0.5"])
+    opt, sched = build_optimizer(params, default.trainer, instantiate(default.optim))
+    assert isinstance(opt, torch.optim.AdamW) and tuple(opt.defaults["betas"]) == (0.9, 0.99)
+    assert opt.defaults["lr"] == 0.004 and sched.get_last_lr()[0] < 0.004  # warmup scales the configured lr
+    opt, _ = build_optimizer(params, sgd.trainer, instantiate(sgd.optim))
+    assert isinstance(opt, torch.optim.SGD) and opt.defaults["momentum"] == 0.5

@@ -95,7 +95,8 @@ def run(cfg: DictConfig) -> dict:
     if trainer.val_every:
         config = export_config(cfg, trainer)
         validator = Validator(lambda m: AVGenPipeline(m, video_ae, audio_ae, text, config), out)
-    last = train_dit(model, objective, batcher, len(batcher), trainer, out, validate=validator, info=info)
+    last = train_dit(model, objective, batcher, len(batcher), trainer, out, validate=validator, info=info,
+                     optimizer=instantiate(cfg.optim))  # fmt: skip
     if info.is_main:
         export_model(last.pop("ema").model, out / "export", export_config(cfg, trainer),
                      video_ae, audio_ae)  # fmt: skip

@@ -26,7 +26,7 @@ def run(cfg: DictConfig) -> dict:
     record_run_config(cfg, out)
     n_params = sum(p.numel() for p in ae.parameters())
     print(f"training {cfg.ae.name} ({ae.kind}, {n_params / 1e6:.2f} M parameters, {ae.geometry}) -> {out}")
-    last = train_autoencoder(ae, loss_fn, data, trainer, out)
+    last = train_autoencoder(ae, loss_fn, data, trainer, out, optimizer=instantiate(cfg.optim))
     print(f"done: loss {last.get('loss', float('nan')):.4f}; exported to {out}/export")
     return last
 

@@ -11,11 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from avgen.autoencoders.base import Autoencoder
 from avgen.data.batch import video_to_model
-from avgen.errors import DivergedError
 from avgen.train.checkpoint import (
     capture_rng_state,
     clean_run_dir,
@@ -27,7 +25,7 @@ from avgen.train.checkpoint import (
 from avgen.train.checks import check_numbers
 from avgen.train.distributed import autocast_for
 from avgen.train.logging import MetricsLogger
-from avgen.train.schedule import lr_factor
+from avgen.train.skeleton import OptimizerFactory, build_optimizer, clip_gradients, due, step_loop, stop_if_not_finite
 
 log = logging.getLogger(__name__)
 
@@ -76,63 +74,57 @@ def make_batch(data, modality: str, step: int, cfg: AETrainConfig, geometry) -> 
     return torch.stack(items)
 
 
-def train_autoencoder(ae: Autoencoder, loss_fn, data, cfg: AETrainConfig, out_dir: str | Path) -> dict:
-    """Train (or resume) `ae` on `data` and export it with measured latent stats to out_dir/export."""
+def train_autoencoder(ae: Autoencoder, loss_fn, data, cfg: AETrainConfig, out_dir: str | Path,
+                      optimizer: OptimizerFactory | None = None) -> dict:  # fmt: skip
+    """Train (or resume) `ae` on `data` and export it with measured latent stats to out_dir/export.
+    optimizer: params -> optimizer (the optim config group), AdamW from cfg when None."""
     check_numbers(cfg)
     out = Path(out_dir)
     device = torch.device(cfg.device)
     ae.to(device).train()
-    opt = torch.optim.AdamW(ae.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    step = 0
+    opt, sched = build_optimizer(ae.parameters(), cfg, optimizer)
     clean_run_dir(out)
-    found = latest_checkpoint(out / "checkpoints")
-    if found is not None:
-        state = load_checkpoint(found, map_location=device)
-        ae.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        restore_rng_state(state["rng"])
-        step = int(state["step"])
-        log.info("resumed from %s at step %d", found, step)
+    start = _resume(out, device, ae, opt, sched)
     logger = MetricsLogger(out)
-    desc = f"train {ae.kind}"
-    with tqdm(total=cfg.steps, initial=step, disable=not cfg.progress, desc=desc, dynamic_ncols=True) as bar:
-        last = {}
-        while step < cfg.steps:
-            x = make_batch(data, ae.modality, step, cfg, ae.geometry).to(device)
-            with autocast_for(device):
-                terms = loss_fn(ae, x)
-            loss = terms["loss"]
-            if not torch.isfinite(loss):
-                where = out / "checkpoints"
-                raise DivergedError(
-                    f"non-finite loss at step {step} ({loss.item()}); last good checkpoint kept in {where}"
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(ae.parameters(), cfg.grad_clip, error_if_nonfinite=False)
-            if not torch.isfinite(grad_norm):
-                raise DivergedError(f"non-finite gradient at step {step}; the last good checkpoint is kept")
-            opt.step()
-            sched.step()
-            step += 1
-            last = {k: float(v.detach()) for k, v in terms.items()} | {
-                "grad_norm": float(grad_norm),
-                "lr": sched.get_last_lr()[0],
-            }
-            bar.update(1)
-            bar.set_postfix(loss=f"{last['loss']:.4f}")
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                logger.log(step, last)
-            if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                save_checkpoint(out / "checkpoints", step, {
-                    "model": ae.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "step": step, "rng": capture_rng_state(), "config": asdict(cfg),
-                }, keep=cfg.keep)  # fmt: skip
+
+    def one_step(step: int) -> dict:
+        x = make_batch(data, ae.modality, step, cfg, ae.geometry).to(device)
+        with autocast_for(device):
+            terms = loss_fn(ae, x)
+        stop_if_not_finite(terms["loss"].detach(), "loss", step, out, device)
+        opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        norm = clip_gradients(ae.parameters(), cfg.grad_clip, step, out, device)
+        opt.step()
+        sched.step()
+        return {k: float(v.detach()) for k, v in terms.items()} | {"grad_norm": norm, "lr": sched.get_last_lr()[0]}
+
+    def after(step: int, last: dict) -> None:
+        if due(step, cfg.log_every, cfg.steps):
+            logger.log(step, last)
+        if due(step, cfg.ckpt_every, cfg.steps):
+            save_checkpoint(out / "checkpoints", step, {
+                "model": ae.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "step": step, "rng": capture_rng_state(), "config": asdict(cfg),
+            }, keep=cfg.keep)  # fmt: skip
+
+    last = step_loop(cfg.steps, start, f"train {ae.kind}", cfg.progress, one_step, after)
     export_with_stats(ae, data, cfg, out / "export")
     logger.close()
     return last
+
+
+def _resume(out: Path, device, ae: Autoencoder, opt, sched) -> int:
+    found = latest_checkpoint(out / "checkpoints")
+    if found is None:
+        return 0
+    state = load_checkpoint(found, map_location=device)
+    ae.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    restore_rng_state(state["rng"])
+    log.info("resumed from %s at step %d", found, int(state["step"]))
+    return int(state["step"])
 
 
 @torch.no_grad()

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
-from avgen.errors import DivergedError, InputError
+from avgen.errors import InputError
 from avgen.train import sharding
 from avgen.train.batches import batch_indices
 from avgen.train.checkpoint import (
@@ -31,10 +30,10 @@ from avgen.train.checkpoint import (
     save_checkpoint,
 )
 from avgen.train.checks import check_numbers
-from avgen.train.distributed import DistInfo, all_mean, any_rank, autocast_for, barrier
+from avgen.train.distributed import DistInfo, all_mean, autocast_for, barrier
 from avgen.train.ema import EMA
 from avgen.train.logging import MetricsLogger
-from avgen.train.schedule import lr_factor
+from avgen.train.skeleton import OptimizerFactory, build_optimizer, clip_gradients, due, step_loop, stop_if_not_finite
 
 log = logging.getLogger(__name__)
 
@@ -76,80 +75,88 @@ def _local_info(cfg: TrainConfig) -> DistInfo:
 
 
 def train_dit(model, objective, batcher, n_items: int, cfg: TrainConfig, out_dir: str | Path, validate=None,
-              info: DistInfo | None = None) -> dict:  # fmt: skip
+              info: DistInfo | None = None, optimizer: OptimizerFactory | None = None) -> dict:  # fmt: skip
     """Train (or resume) the DiT; checkpoints in out_dir/checkpoints, metrics in out_dir/metrics.jsonl (rank 0).
-    validate(ema_model, step) -> metrics runs on rank 0 every cfg.val_every steps (see avgen.train.validate)."""
+    validate(ema_model, step) -> metrics runs on rank 0 every cfg.val_every steps (see avgen.train.validate);
+    optimizer: params -> optimizer (the optim config group), AdamW from cfg when None."""
     info = info or _local_info(cfg)
     check_config(cfg, info.world_size)
     out = Path(out_dir)
     model.to(info.device).train()
     ema = EMA(model, cfg.ema_decay)
-    net = model
-    fsdp = cfg.fsdp and info.distributed
-    if fsdp:
+    net, fsdp = _parallel(model, cfg, info)
+    opt, sched = build_optimizer(model.parameters(), cfg, optimizer)
+    if info.is_main:
+        clean_run_dir(out)
+    barrier()
+    start = _resume(out, info, model, ema, opt, sched, fsdp)
+    logger = MetricsLogger(out, enabled=info.is_main)
+    local_sums: dict = {}
+
+    def one_step(step: int) -> dict:
+        opt.zero_grad(set_to_none=True)
+        local_sums.update(_accumulate(net, model, objective, batcher, n_items, cfg, info, fsdp, step))
+        loss = all_mean(torch.tensor(local_sums["loss"], device=info.device))
+        stop_if_not_finite(loss, "loss", step, out, info.device)
+        norm = clip_gradients(model.parameters(), cfg.grad_clip, step, out, info.device)
+        opt.step()
+        sched.step()
+        ema.update(model)
+        means = {k: float(all_mean(torch.tensor(v, device=info.device))) for k, v in local_sums.items()}
+        return means | {"grad_norm": norm, "lr": sched.get_last_lr()[0]}
+
+    def after(step: int, last: dict) -> None:
+        if due(step, cfg.log_every, cfg.steps):
+            logger.log(step, last)
+            _rank_log(out, info, step, local_sums)
+        if validate is not None and cfg.val_every and step % cfg.val_every == 0:
+            if info.is_main:
+                logger.log(step, validate(ema.model, step))
+            barrier()
+        if due(step, cfg.ckpt_every, cfg.steps):
+            _save(out, info, cfg, step, model, ema, opt, sched, fsdp)
+
+    last = step_loop(cfg.steps, start, "train dit", cfg.progress and info.is_main, one_step, after)
+    logger.close()
+    return last | {"ema": ema}
+
+
+def _parallel(model, cfg: TrainConfig, info: DistInfo):
+    """(the module to call, whether FSDP2 shards it): DDP under torchrun, FSDP2 with trainer.fsdp, else the model."""
+    if cfg.fsdp and info.distributed:
         sharding.shard_model(model, info.device.type)
-    elif info.distributed:
+        return model, True
+    if info.distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         # device_ids=None: inputs are already on the device (and the layout argument must not be copied). Every
         # parameter takes part in every step (the null text too, see AVDiT._text), so no unused-parameter search.
-        net = DistributedDataParallel(model, device_ids=None)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
-    if info.is_main:
-        clean_run_dir(out)
-    barrier()
-    step = _resume(out, info, model, ema, opt, sched, fsdp)
-    logger = MetricsLogger(out, enabled=info.is_main)
-    with tqdm(
-        total=cfg.steps, initial=step, disable=not (cfg.progress and info.is_main), desc="train dit"
-    ) as bar:  # closed on errors too, so an error line is the last one
-        local = cfg.batch_size // info.world_size
-        micro = local // cfg.grad_accum
-        last: dict = {}
-        while step < cfg.steps:
-            mine = batch_indices(step, cfg.batch_size, n_items, cfg.seed)[info.rank * local : (info.rank + 1) * local]
-            opt.zero_grad(set_to_none=True)
-            sums = {"loss": 0.0, "loss_video": 0.0, "loss_audio": 0.0}
-            for a in range(cfg.grad_accum):
-                xv, xa, text, mask = batcher(mine[a * micro : (a + 1) * micro])
-                first = info.rank * local + a * micro  # global index of this micro-batch's first sample
-                seeds = [(cfg.seed, step, first + j) for j in range(micro)]
-                last_micro = a == cfg.grad_accum - 1
-                sync = net.no_sync() if info.distributed and not fsdp and not last_micro else contextlib.nullcontext()
-                if fsdp:
-                    sharding.set_gradient_sync(model, last_micro)
-                with sync:  # one no_sync() around forward and backward (a no_sync context cannot be entered twice)
-                    with autocast_for(info.device):
-                        terms = objective(net, xv, xa, text, mask, batcher.layout, seeds)
-                    (terms["loss"] * (micro / local)).backward()
-                for k in sums:
-                    sums[k] += float(terms[k].detach()) * micro / local
-            loss = all_mean(torch.tensor(sums["loss"], device=info.device))
-            if any_rank(not torch.isfinite(loss), info.device):
-                raise DivergedError(f"non-finite loss at step {step}; the last good checkpoint is in {out}/checkpoints")
-            norm = sharding.full(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
-            if any_rank(not torch.isfinite(norm), info.device):
-                raise DivergedError(f"non-finite gradient at step {step}; the last good checkpoint is in {out}")
-            opt.step()
-            sched.step()
-            ema.update(model)
-            step += 1
-            last = {k: float(all_mean(torch.tensor(v, device=info.device))) for k, v in sums.items()}
-            last |= {"grad_norm": float(norm), "lr": sched.get_last_lr()[0]}
-            bar.update(1)
-            bar.set_postfix(loss=f"{last['loss']:.4f}")
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                logger.log(step, last)
-                _rank_log(out, info, step, sums)
-            if validate is not None and cfg.val_every and step % cfg.val_every == 0:
-                if info.is_main:
-                    logger.log(step, validate(ema.model, step))
-                barrier()
-            if step % cfg.ckpt_every == 0 or step == cfg.steps:
-                _save(out, info, cfg, step, model, ema, opt, sched, fsdp)
-    logger.close()
-    return last | {"ema": ema}
+        return DistributedDataParallel(model, device_ids=None), False
+    return model, False
+
+
+def _accumulate(net, model, objective, batcher, n_items: int, cfg: TrainConfig, info: DistInfo, fsdp: bool,
+                step: int) -> dict:  # fmt: skip
+    """Forward and backward of this rank's micro-batches of one step; returns the local loss terms (their means)."""
+    local = cfg.batch_size // info.world_size
+    micro = local // cfg.grad_accum
+    mine = batch_indices(step, cfg.batch_size, n_items, cfg.seed)[info.rank * local : (info.rank + 1) * local]
+    sums = {"loss": 0.0, "loss_video": 0.0, "loss_audio": 0.0}
+    for a in range(cfg.grad_accum):
+        xv, xa, text, mask = batcher(mine[a * micro : (a + 1) * micro])
+        first = info.rank * local + a * micro  # global index of this micro-batch's first sample
+        seeds = [(cfg.seed, step, first + j) for j in range(micro)]
+        last_micro = a == cfg.grad_accum - 1
+        sync = net.no_sync() if info.distributed and not fsdp and not last_micro else contextlib.nullcontext()
+        if fsdp:
+            sharding.set_gradient_sync(model, last_micro)
+        with sync:  # one no_sync() around forward and backward (a no_sync context cannot be entered twice)
+            with autocast_for(info.device):
+                terms = objective(net, xv, xa, text, mask, batcher.layout, seeds)
+            (terms["loss"] * (micro / local)).backward()
+        for k in sums:
+            sums[k] += float(terms[k].detach()) * micro / local
+    return sums
 
 
 def _rank_log(out: Path, info: DistInfo, step: int, sums: dict) -> None:
