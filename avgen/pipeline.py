@@ -30,9 +30,10 @@ from avgen.data.batch import video_from_model, video_to_model
 from avgen.errors import InputError, MissingFileError
 from avgen.media import AVClip, MediaError, mix_channels
 from avgen.models.dit import AVDiT
+from avgen.paths import portable_path
 from avgen.sampling import Given, guided_velocity, schedule, solve
 from avgen.tasks import CONTINUATION, MAX_LENGTH_FACTOR, Task, get_task, given_masks
-from avgen.tokens import AVTokenLayout
+from avgen.tokens import AVTokenLayout, ClipFormat
 from avgen.train.distributed import autocast_for
 
 NEEDS = {"audio": "audio (c, n) at the model's sample rate: audio=... (input=speech.wav)",
@@ -92,14 +93,13 @@ class AVGenPipeline:
     ) -> None:
         self.dit, self.video_ae, self.audio_ae, self.text = dit.eval(), video_ae.eval(), audio_ae.eval(), text_encoder
         self.config = config
-        self.clip_cfg = config["clip"]
-        self.tokens_cfg = config["tokens"]
+        self.format = ClipFormat.derive(video_ae, audio_ae, config["clip"], config["tokens"])
         self.sampler = SamplerSettings(**config.get("sampler", {}))
         self.model_hash = model_hash
-        self.fps = float(video_ae.geometry.input_rate)
-        self.sample_rate = int(audio_ae.geometry.input_rate)
-        self.size = tuple(self.clip_cfg["size"])
-        self.duration = float(self.clip_cfg["duration"])
+        self.fps = float(self.format.fps)
+        self.sample_rate = int(self.format.sample_rate)
+        self.size = self.format.size
+        self.duration = self.format.duration
         self._layouts: dict[float, AVTokenLayout] = {}
 
     @property
@@ -139,21 +139,13 @@ class AVGenPipeline:
 
     def layout(self, duration: float) -> AVTokenLayout:
         if duration not in self._layouts:
-            self._layouts[duration] = AVTokenLayout.from_autoencoders(
-                self.video_ae,
-                self.audio_ae,
-                duration,
-                self.size,
-                video_patch=tuple(self.tokens_cfg["video_patch"]),
-                audio_patch=self.tokens_cfg["audio_patch"],
-                ref_rate=self.tokens_cfg["ref_rate"],
-            )
+            self._layouts[duration] = self.format.layout(self.video_ae, self.audio_ae, duration)
         return self._layouts[duration]
 
     def valid_duration(self, seconds: float) -> float:
         """The shortest duration >= seconds that both autoencoders and the token layout accept."""
         step = Fraction(1) / Fraction(self.layout(self.duration).video_rate)  # one video latent frame
-        step *= self.tokens_cfg["video_patch"][0]
+        step *= self.format.video_patch[0]
         n = max(1, -(-Fraction(seconds).limit_denominator(10_000) // step))
         return float(n * step)
 
@@ -282,6 +274,12 @@ class AVGenPipeline:
         given = Given.of(given_masks([task], layout, [prefix]), xv, xa)
         return self.sample_tokens([run.prompt], layout, run.seed, given, run.settings, run.progress)
 
+    def frames(self, seconds: float) -> int:
+        return self.video_ae.geometry.steps_in(seconds)
+
+    def samples(self, seconds: float) -> int:
+        return self.audio_ae.geometry.steps_in(seconds)
+
     def _length(self, seconds: float, what: str) -> float:
         """The duration to generate for `seconds` of output: checked against the model's limit, rounded up."""
         limit = self.duration * MAX_LENGTH_FACTOR
@@ -306,9 +304,9 @@ class AVGenPipeline:
         xv, xa = self._window(spec.name, run, layout)
         keep_video, keep_audio = spec.keeps
         frames, wave = self.decode(xv, xa, layout, video=keep_video, audio=keep_audio)
-        n_frames, n_samples = round(want * self.fps), round(want * self.sample_rate)
+        n_frames, n_samples = self.frames(want), self.samples(want)
         if not keep_audio:  # a silent track of the clip's length
-            wave = torch.zeros(self.audio_ae.config.get("channels", 1), n_samples)
+            wave = torch.zeros(self.format.channels, n_samples)
         if not keep_video:
             frames = torch.zeros(0, *self.size, 3, dtype=torch.uint8)
         return AVClip(video=frames[:n_frames], audio=wave[:, :n_samples], fps=self.fps, sample_rate=self.sample_rate)
@@ -316,24 +314,24 @@ class AVGenPipeline:
     def _from_given(self, spec: Task, run: Run, given: torch.Tensor) -> AVClip:
         """a2v (audio given) and v2a (video given): the given modality is copied, the other one generated."""
         if spec.given == "audio":
-            wave = mix_channels(given.float(), self.audio_ae.config.get("channels", 1))
+            wave = mix_channels(given.float(), self.format.channels)
             seconds = wave.shape[-1] / self.sample_rate
             dur = self._length(seconds, "the given audio")
             layout = self.layout(dur)
-            padded = torch.nn.functional.pad(wave, (0, round(dur * self.sample_rate) - wave.shape[-1]))
+            padded = torch.nn.functional.pad(wave, (0, self.samples(dur) - wave.shape[-1]))
             xv, xa = self._window(spec.name, run, layout, wave=padded)
             frames, _ = self.decode(xv, xa, layout, audio=False)
-            video, audio = frames[: round(seconds * self.fps)], given.float().clone()
+            video, audio = frames[: self.frames(seconds)], given.float().clone()
         else:
             self._check_frames(given)
             seconds = given.shape[0] / self.fps
             dur = self._length(seconds, "the given video")
             layout = self.layout(dur)
-            extra = round(dur * self.fps) - given.shape[0]  # repeat the last frame to fill the window
+            extra = self.frames(dur) - given.shape[0]  # repeat the last frame to fill the window
             padded = torch.cat([given, given[-1:].expand(extra, -1, -1, -1)]) if extra > 0 else given
             xv, xa = self._window(spec.name, run, layout, frames=padded)
             _, wave = self.decode(xv, xa, layout, video=False)
-            video, audio = given.clone(), wave[:, : round(seconds * self.sample_rate)]
+            video, audio = given.clone(), wave[:, : self.samples(seconds)]
         return AVClip(video=video, audio=audio, fps=self.fps, sample_rate=self.sample_rate)
 
     def _extend(self, run: Run, clip: AVClip, seconds: float) -> AVClip:
@@ -345,9 +343,9 @@ class AVGenPipeline:
         if clip.duration + 1e-9 < context:
             raise MediaError(f"the clip is {clip.duration:.2f} s; extend needs at least {context:g} s to continue from")
         layout = self.layout(self.duration)
-        frames, wave = clip.video, mix_channels(clip.audio.float(), self.audio_ae.config.get("channels", 1))
-        cf, cs = round(context * self.fps), round(context * self.sample_rate)
-        want_f, want_s = frames.shape[0] + round(seconds * self.fps), wave.shape[1] + round(seconds * self.sample_rate)
+        frames, wave = clip.video, mix_channels(clip.audio.float(), self.format.channels)
+        cf, cs = self.frames(context), self.samples(context)
+        want_f, want_s = frames.shape[0] + self.frames(seconds), wave.shape[1] + self.samples(seconds)
         k = 0
         while frames.shape[0] < want_f or wave.shape[1] < want_s:
             window = Run(run.prompt or (clip.caption or ""), run.seed + k, run.settings, run.progress)
@@ -359,6 +357,19 @@ class AVGenPipeline:
         added = mix_channels(wave[:, clip.audio.shape[1] : want_s], clip.audio.shape[0])
         return AVClip(video=torch.cat([clip.video, frames[n0:want_f]]), audio=torch.cat([clip.audio.float(), added], 1),
                       fps=self.fps, sample_rate=self.sample_rate)  # fmt: skip
+
+
+def model_config(run: dict, clip_format: ClipFormat) -> dict:
+    """What a model directory needs besides the network, from a training run's resolved config (a plain dict):
+    the clip format's free choices, the text encoder, the sampler defaults and a note of the training."""
+    text = {k: v for k, v in run["text_encoder"].items() if k in ("path", "max_tokens")}
+    trainer = run["trainer"]
+    training = {
+        "steps": trainer["steps"],
+        "batch_size": trainer["batch_size"],
+        "latents": portable_path(run["latents"]),
+    }
+    return {**clip_format.to_config(), "text_encoder": text, "sampler": dict(run["sampler"]), "training": training}
 
 
 def export_model(

@@ -221,3 +221,40 @@ def rope_periods(n_pairs: int, min_period: float, max_period: float) -> torch.Te
     if n_pairs == 1:
         return torch.tensor([max_period])
     return torch.logspace(math.log10(min_period), math.log10(max_period), n_pairs)
+
+
+@dataclass(frozen=True)
+class ClipFormat:
+    """The clip a model makes, derived once: the few free choices (duration, frame size, patches, rotary rate)
+    plus what the two autoencoders declare (fps, sample rate, channels). A model directory stores only the free
+    choices (dit/config.json "clip" and "tokens"); the rest is read from its autoencoders."""
+
+    duration: float
+    size: tuple[int, int]
+    fps: Fraction
+    sample_rate: Fraction
+    channels: int  # audio channels
+    video_patch: tuple[int, int, int] = (1, 2, 2)
+    audio_patch: int = 2
+    ref_rate: float = 100.0
+
+    @classmethod
+    def derive(cls, video_ae, audio_ae, clip: dict, tokens: dict) -> ClipFormat:
+        """From the AEs and the free choices as a model directory or a training config writes them:
+        clip {"duration", "size"}, tokens {"video_patch", "audio_patch", "ref_rate"}."""
+        v, a = video_ae.geometry, audio_ae.geometry
+        return cls(duration=float(clip["duration"]), size=tuple(int(x) for x in clip["size"]), fps=v.input_rate,
+                   sample_rate=a.input_rate, channels=a.channels, video_patch=tuple(tokens["video_patch"]),
+                   audio_patch=int(tokens["audio_patch"]), ref_rate=float(tokens["ref_rate"]))  # fmt: skip
+
+    def to_config(self) -> dict:
+        """The free choices, as dit/config.json stores them (the rates belong to the autoencoders)."""
+        return {"clip": {"duration": self.duration, "size": list(self.size)},
+                "tokens": {"video_patch": list(self.video_patch), "audio_patch": self.audio_patch,
+                           "ref_rate": self.ref_rate}}  # fmt: skip
+
+    def layout(self, video_ae, audio_ae, duration: float | None = None) -> AVTokenLayout:
+        """The token layout of this format for clips of `duration` seconds (default: the trained duration)."""
+        return AVTokenLayout.from_autoencoders(video_ae, audio_ae, self.duration if duration is None else duration,
+                                               self.size, video_patch=self.video_patch, audio_patch=self.audio_patch,
+                                               ref_rate=self.ref_rate)  # fmt: skip

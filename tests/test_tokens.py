@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,3 +92,27 @@ def test_rates_that_cannot_interleave_raise_with_advice():
         AVTokenLayout.from_geometry(TINY_VIDEO, audio, 2.125, (64, 64))
     with pytest.raises(ValueError, match="multiples of 8"):
         AVTokenLayout.from_geometry(TINY_VIDEO, audio, 2.0, (60, 64))
+
+
+def test_clip_format_is_derived_from_the_autoencoders_and_stored_once(tmp_path):
+    """Rates and channels come from the AEs' geometry; a model directory stores only the free choices, and reading
+    them back gives the same format and layout. No avgen-train config restates what the AEs declare."""
+    import yaml
+
+    from avgen.autoencoders import SeanetAudioAE, VideoVAE
+    from avgen.cli.common import CONFIG_DIR
+    from avgen.tokens import ClipFormat
+
+    video, audio = VideoVAE(latent_channels=4, width=8, fps=20), SeanetAudioAE(latent_channels=4, channels=2)
+    assert video.geometry.channels == 3 and audio.geometry.channels == 2
+    fmt = ClipFormat.derive(video, audio, {"duration": 2.4, "size": [64, 64]},
+                            {"video_patch": [1, 2, 2], "audio_patch": 2, "ref_rate": 100.0})  # fmt: skip
+    assert (fmt.fps, fmt.sample_rate, fmt.channels) == (20, 16000, 2)
+    stored = fmt.to_config()
+    assert set(stored["clip"]) == {"duration", "size"}  # the rates belong to the autoencoders
+    again = ClipFormat.derive(video, audio, stored["clip"], stored["tokens"])
+    assert again == fmt and again.layout(video, audio).key == fmt.layout(video, audio).key
+    train = yaml.safe_load((Path(CONFIG_DIR) / "train.yaml").read_text())
+    experiments = [yaml.safe_load(p.read_text()) for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml")]
+    for cfg in [train, *experiments]:
+        assert not {"fps", "sample_rate", "channels"} & set(cfg.get("clip") or {}), cfg.get("clip")

@@ -134,7 +134,7 @@ def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(data, tmp_p
         (("trainer.batch_size=3", "trainer.grad_accum=2"), "multiple of 2"),
         (("latents=/no/such/dir",), "no latent shards"),
         (("video_ae.path=/no/such/ae",), "/no/such/ae"),
-        (("clip.fps=25",), "clip.fps=25"),
+        (("clip.size=[60,60]",), "frame size 60x60 does not fit"),
         (("tokens.audio_patch=3",), "whole number"),
         (("init_from=/no/model",), "init_from=/no/model"),
         (("trainer.batch_size=0",), "trainer.batch_size=0 is out of range"),

@@ -14,12 +14,10 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from avgen.cli.common import load_autoencoder
-from avgen.cli.train import export_config
 from avgen.models.dit import build_dit
-from avgen.pipeline import export_model
-from avgen.tokens import AVTokenLayout
+from avgen.pipeline import export_model, model_config
+from avgen.tokens import ClipFormat
 from avgen.train.checkpoint import latest_checkpoint, load_checkpoint
-from avgen.train.loop import TrainConfig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,17 +36,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cfg = OmegaConf.load(cfg_path)
     video_ae, audio_ae = load_autoencoder(cfg.video_ae, "video_ae"), load_autoencoder(cfg.audio_ae, "audio_ae")
-    layout = AVTokenLayout.from_autoencoders(
-        video_ae, audio_ae, cfg.clip.duration, tuple(cfg.clip.size), video_patch=tuple(cfg.tokens.video_patch),
-        audio_patch=cfg.tokens.audio_patch, ref_rate=cfg.tokens.ref_rate,
-    )  # fmt: skip
+    fmt = ClipFormat.derive(video_ae, audio_ae, cfg.clip, cfg.tokens)
+    layout = fmt.layout(video_ae, audio_ae)
     model_cfg = OmegaConf.to_container(cfg.model)
     state = load_checkpoint(ckpt)
     text_dim = state["model"]["null_text"].shape[-1]  # the text encoder's width, as the run trained with it
     model = build_dit(model_cfg.pop("preset"), layout.pv, layout.pa, **{"text_dim": text_dim, **model_cfg})
     model.load_state_dict(state["model"] if args.raw else state["ema"]["model"])
-    trainer = TrainConfig(**OmegaConf.to_container(cfg.trainer))
-    extra = export_config(cfg, trainer) | {"checkpoint": {"file": ckpt.name, "step": int(state["step"])}}
+    extra = model_config(OmegaConf.to_container(cfg, resolve=True), fmt)
+    extra["checkpoint"] = {"file": ckpt.name, "step": int(state["step"])}
     export_model(model, args.out, extra, video_ae, audio_ae, half=args.half)
     print(f"exported step {int(state['step'])} ({'raw' if args.raw else 'EMA'} weights) of {run} to {args.out}")
     return 0

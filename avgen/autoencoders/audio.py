@@ -76,7 +76,7 @@ class SeanetAudioAE(Autoencoder):
             raise InputError(f"SeanetAudioAE ratios must be positive integers, got {ratios}")
         self.config = dict(latent_channels=latent_channels, n_filters=n_filters, ratios=ratios, sample_rate=sample_rate,
                            channels=channels, n_residual_layers=n_residual_layers, lstm=lstm)  # fmt: skip
-        self.geometry = AEGeometry(Fraction(sample_rate), math.prod(ratios), 1, latent_channels, causal=False)
+        self.geometry = AEGeometry(Fraction(sample_rate), math.prod(ratios), 1, latent_channels, False, channels)
         common = dict(channels=channels, n_filters=n_filters, ratios=ratios, n_residual_layers=n_residual_layers,
                       lstm=lstm)  # fmt: skip
         with warnings.catch_warnings():  # encodec builds weight_norm with the older torch API

@@ -34,6 +34,7 @@ class AEGeometry:
     latent_channels: channels of z.
     causal: if True the first latent covers one input step and each later one `time_stride`
         steps, so inputs have 1 + m * time_stride steps (m >= 0); otherwise m * time_stride (m >= 1).
+    channels: input channels: 3 for RGB video, 1 (mono) or 2 (stereo) for audio.
     """
 
     input_rate: Fraction
@@ -41,10 +42,11 @@ class AEGeometry:
     spatial_stride: int
     latent_channels: int
     causal: bool = False
+    channels: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_rate", Fraction(self.input_rate))
-        if self.input_rate <= 0 or self.time_stride < 1 or self.spatial_stride < 1 or self.latent_channels < 1:
+        if min(self.time_stride, self.spatial_stride, self.latent_channels, self.channels) < 1 or self.input_rate <= 0:
             raise InputError(f"invalid AEGeometry {self}")
 
     @property
@@ -91,6 +93,11 @@ class AEGeometry:
             raise InputError(
                 f"frame size {h}x{w} does not fit this autoencoder: height and width must be multiples of {s}"
             )
+
+    def steps_in(self, seconds: float) -> int:
+        """Input steps (frames or samples) in `seconds`, to the nearest: how long an output cut to a requested
+        duration is. For a duration the autoencoder must take exactly, use duration_length."""
+        return round(Fraction(seconds).limit_denominator(1_000_000) * self.input_rate)
 
     def duration_length(self, seconds: float | Fraction) -> int:
         """Input steps for a duration in seconds; raises if it is not a whole number of steps."""
@@ -159,7 +166,7 @@ class Autoencoder(nn.Module):
         if x.ndim != want:
             shape = "(b, 3, t, h, w)" if want == 5 else "(b, c, n)"
             raise InputError(f"{self.kind}: expected {self.modality} input {shape}, got shape {tuple(x.shape)}")
-        channels = self.config.get("channels", 3 if self.modality == "video" else 1)
+        channels = self.geometry.channels
         if x.shape[1] != channels:
             raise InputError(f"{self.kind}: expected {channels} input channels (dim 1), got shape {tuple(x.shape)}")
         self.geometry.check_length(x.shape[2])
@@ -320,8 +327,9 @@ def load_saved(directory: str | Path, classes: dict[str, type[Autoencoder]], dev
     directory = Path(directory)
     cls, meta = read_saved(directory, classes)
     ae = cls(**meta["config"])
-    if "geometry" in meta and AEGeometry.from_dict(meta["geometry"]) != ae.geometry:
-        raise InputError(f"{directory / CONFIG_NAME}: stored geometry {meta['geometry']} differs from {ae.geometry}")
+    stored, built = meta.get("geometry", {}), ae.geometry.to_dict()
+    if any(built.get(k) != v for k, v in stored.items()):  # a key older files lack (channels) is not compared
+        raise InputError(f"{directory / CONFIG_NAME}: stored geometry {stored} differs from {ae.geometry}")
     state = load_file(str(directory / WEIGHTS_NAME), device="cpu")
     own = ae.state_dict()
     unexpected, absent = sorted(set(state) - set(own)), sorted(set(own) - set(state))

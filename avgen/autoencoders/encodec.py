@@ -39,7 +39,7 @@ class EncodecAdapter(Autoencoder):
             model = EncodecModel.encodec_model_24khz(pretrained=False)
         self.encoder, self.decoder = model.encoder, model.decoder
         self.config = {"checkpoint": None if checkpoint is None else str(checkpoint), "load_weights": False}
-        self.geometry = AEGeometry(Fraction(24000), 320, 1, 128, causal=False)
+        self.geometry = AEGeometry(Fraction(24000), 320, 1, 128, causal=False, channels=1)
         self._init_stats(128)
         if load_weights:
             if checkpoint is None:

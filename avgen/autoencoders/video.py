@@ -215,7 +215,7 @@ class VideoVAE(Autoencoder):
         self.config = dict(latent_channels=latent_channels, width=width, mults=mults, blocks=blocks,
                            latent_blocks=latent_blocks, time_stride=time_stride, fps=str(Fraction(fps)),
                            causal=causal)  # fmt: skip
-        self.geometry = AEGeometry(Fraction(fps), time_stride, 2 ** len(widths), latent_channels, causal)
+        self.geometry = AEGeometry(Fraction(fps), time_stride, 2 ** len(widths), latent_channels, causal, channels=3)
         self.encoder = Encoder(widths, blocks, latent_blocks, folds, latent_channels, causal)
         self.decoder = Decoder(widths, blocks, latent_blocks, folds, latent_channels, causal)
         self._init_stats(latent_channels)

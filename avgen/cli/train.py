@@ -17,9 +17,8 @@ from avgen.cli.common import CONFIG_DIR, check_resume, friendly_errors, load_aut
 from avgen.data.latents import LatentShards
 from avgen.errors import InputError, MissingFileError
 from avgen.models.dit import build_dit
-from avgen.paths import portable_path
-from avgen.pipeline import AVGenPipeline, export_model
-from avgen.tokens import AVTokenLayout
+from avgen.pipeline import AVGenPipeline, export_model, model_config
+from avgen.tokens import ClipFormat
 from avgen.train.batches import ClipBatcher, LatentBatcher
 from avgen.train.checkpoint import seed_all
 from avgen.train.distributed import setup, teardown
@@ -27,22 +26,9 @@ from avgen.train.loop import TrainConfig, check_config, train_dit
 from avgen.train.validate import Validator
 
 
-def _layout(cfg: DictConfig, video_ae, audio_ae) -> AVTokenLayout:
-    for key, ae, name in (("fps", video_ae, "video"), ("sample_rate", audio_ae, "audio")):
-        if cfg.clip.get(key) is not None and float(cfg.clip[key]) != float(ae.geometry.input_rate):
-            raise InputError(
-                f"clip.{key}={cfg.clip[key]} but the {name} autoencoder ({ae.kind}) runs at "
-                f"{ae.geometry.input_rate}: set clip.{key}={ae.geometry.input_rate} or use another {name}_ae"
-            )
-    return AVTokenLayout.from_autoencoders(
-        video_ae, audio_ae, cfg.clip.duration, tuple(cfg.clip.size), video_patch=tuple(cfg.tokens.video_patch),
-        audio_patch=cfg.tokens.audio_patch, ref_rate=cfg.tokens.ref_rate,
-    )  # fmt: skip
-
-
-def _batcher(cfg: DictConfig, layout, video_ae, audio_ae, text, device):
-    if cfg.latents is None:
-        data = instantiate(cfg.data)
+def _batcher(cfg: DictConfig, fmt: ClipFormat, layout, video_ae, audio_ae, text, device):
+    if cfg.latents is None:  # clips rendered or read at the autoencoders' rates
+        data = instantiate(cfg.data, fps=float(fmt.fps), sample_rate=int(fmt.sample_rate))
         return ClipBatcher(data, layout, video_ae, audio_ae, text, device), f"{type(data).__name__} on the fly"
     shards = LatentShards(cfg.latents, video_ae=video_ae, audio_ae=audio_ae)
     if tuple(shards.video.shape[1:]) != layout.video_latent or tuple(shards.audio.shape[1:]) != layout.audio_latent:
@@ -77,9 +63,10 @@ def run(cfg: DictConfig) -> dict:
     check_resume(cfg, out)
     video_ae = load_autoencoder(cfg.video_ae, "video_ae", info.device)
     audio_ae = load_autoencoder(cfg.audio_ae, "audio_ae", info.device)
-    layout = _layout(cfg, video_ae, audio_ae)
+    fmt = ClipFormat.derive(video_ae, audio_ae, cfg.clip, cfg.tokens)
+    layout = fmt.layout(video_ae, audio_ae)
     text = instantiate(cfg.text_encoder)
-    batcher, source = _batcher(cfg, layout, video_ae, audio_ae, text, info.device)
+    batcher, source = _batcher(cfg, fmt, layout, video_ae, audio_ae, text, info.device)
     model_cfg = OmegaConf.to_container(cfg.model)
     seed_all(trainer.seed)  # the same initial weights on every rank and every rerun
     model = build_dit(model_cfg.pop("preset"), layout.pv, layout.pa, text_dim=text.dim, **model_cfg)
@@ -93,30 +80,17 @@ def run(cfg: DictConfig) -> dict:
         record_run_config(cfg, out)
     validator = None
     if trainer.val_every:
-        config = export_config(cfg, trainer)
+        config = model_config(OmegaConf.to_container(cfg), fmt)  # cfg is resolved above
         validator = Validator(lambda m: AVGenPipeline(m, video_ae, audio_ae, text, config), out)
     last = train_dit(model, objective, batcher, len(batcher), trainer, out, validate=validator, info=info,
                      optimizer=instantiate(cfg.optim))  # fmt: skip
     if info.is_main:
-        export_model(last.pop("ema").model, out / "export", export_config(cfg, trainer),
+        export_model(last.pop("ema").model, out / "export", model_config(OmegaConf.to_container(cfg), fmt),
                      video_ae, audio_ae)  # fmt: skip
         print(f"done: loss {last.get('loss', float('nan')):.4f}; EMA model exported to {out}/export "
               f"(AVGenPipeline.from_pretrained / avgen-generate model=...)")  # fmt: skip
     teardown()
     return last
-
-
-def export_config(cfg: DictConfig, trainer: TrainConfig) -> dict:
-    """What a model directory needs besides the network: the clip format, tokens, text encoder, sampler defaults."""
-    text = {k: v for k, v in OmegaConf.to_container(cfg.text_encoder).items() if k in ("path", "max_tokens")}
-    clip = {k: v for k, v in OmegaConf.to_container(cfg.clip).items() if k in ("duration", "size")}
-    return {
-        "clip": clip,
-        "tokens": OmegaConf.to_container(cfg.tokens),
-        "text_encoder": text,
-        "sampler": OmegaConf.to_container(cfg.sampler),
-        "training": {"steps": trainer.steps, "batch_size": trainer.batch_size, "latents": portable_path(cfg.latents)},
-    }
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

@@ -19,7 +19,7 @@ import torch
 from avgen.autoencoders import load
 from avgen.models.dit import build_dit
 from avgen.pipeline import AVGenPipeline, export_model
-from avgen.tokens import AVTokenLayout
+from avgen.tokens import ClipFormat
 from tools.benchmarks.common import best_time, memory_row, peak_rss, threads_note
 
 SECTION = "generation"
@@ -38,11 +38,7 @@ CONFIG = {  # the shipped default's clip format (conf/train.yaml, conf/sampler/e
 def random_model(directory: Path) -> Path:
     """A tiny random-weight DiT with the shipped AEs, exported as a model directory."""
     video_ae, audio_ae = load(ASSETS / "video_ae"), load(ASSETS / "audio_ae")
-    clip, tokens = CONFIG["clip"], CONFIG["tokens"]
-    layout = AVTokenLayout.from_autoencoders(
-        video_ae, audio_ae, clip["duration"], tuple(clip["size"]), video_patch=tuple(tokens["video_patch"]),
-        audio_patch=tokens["audio_patch"], ref_rate=tokens["ref_rate"],
-    )  # fmt: skip
+    layout = ClipFormat.derive(video_ae, audio_ae, CONFIG["clip"], CONFIG["tokens"]).layout(video_ae, audio_ae)
     torch.manual_seed(0)
     dit = build_dit("tiny", layout.pv, layout.pa)
     with torch.no_grad():  # adaLN-Zero would predict zero velocity everywhere; give the network something to say
