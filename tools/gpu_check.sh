@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU paths, end to end, whenever a CUDA machine is at hand: both tiny AEs for a few steps, cache latents, train
-# the tiny DiT a few hundred steps on CUDA with bf16 autocast (single process, then 2-rank NCCL DDP if there are 2+ GPUs), sample from the
-# export on CUDA, and check that the loss fell and the mp4 has both streams. Usage: tools/gpu_check.sh [steps]
+# the tiny DiT a few hundred steps on CUDA with bf16 autocast (single process, then 2-rank NCCL DDP if there are 2+
+# GPUs), sample from the export on CUDA, and check that the loss fell and the mp4 has both streams.
+# Usage: tools/gpu_check.sh [steps]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
