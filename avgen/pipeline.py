@@ -224,8 +224,6 @@ class AVGenPipeline:
 
     def settings(self, steps=None, cfg_video=None, cfg_audio=None, method=None, shift=None) -> SamplerSettings:
         s = self.sampler
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int)):
-            raise InputError(f"steps={steps} must be a whole number >= 1")
         return SamplerSettings(
             method=method or s.method,
             steps=s.steps if steps is None else steps,
@@ -270,7 +268,7 @@ class AVGenPipeline:
     # ------------------------------------------------------------------------------------------------------------
     def _window(self, task: str, run: Run, layout, frames=None, wave=None, prefix: float = 0.0):
         """Encode what `task` gives, hold those tokens, sample the rest: video and audio tokens (1, l, p)."""
-        xv, xa = self.encode(frames, wave, layout)
+        xv, xa = self.encode(frames, wave, layout) if frames is not None or wave is not None else (None, None)
         given = Given.of(given_masks([task], layout, [prefix]), xv, xa)
         return self.sample_tokens([run.prompt], layout, run.seed, given, run.settings, run.progress)
 

@@ -67,7 +67,7 @@ def output_path(cfg: DictConfig, prompt: str, index: int, many: bool) -> Path:
     return out
 
 
-def check_numbers(cfg: DictConfig) -> None:
+def check_clip_numbers(cfg: DictConfig) -> None:
     """Refuse non-finite or out-of-range numbers up front, naming the key (the sampler settings check themselves)."""
     for key, low in (("duration", 0.0), ("seconds", 0.0)):
         value = cfg[key]
@@ -126,7 +126,7 @@ def run(cfg: DictConfig) -> list[Path]:
     t0 = time.perf_counter()
     get_task(cfg.task)  # an unknown task stops here, naming the choices
     prompts = prompts_of(cfg)
-    check_numbers(cfg)
+    check_clip_numbers(cfg)
     for i, prompt in enumerate(prompts):
         check_writable(output_path(cfg, prompt, i, len(prompts) > 1))
     model = default_model_dir(cfg.model)
