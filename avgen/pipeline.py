@@ -58,6 +58,7 @@ class SamplerSettings:
     shift: float = 1.0
     cfg_video: float = 3.0
     cfg_audio: float = 3.0
+    cfg_sync: float = 1.0  # guidance on the other modality (avgen.sampling.guided_velocity); 1: off
 
     def __post_init__(self) -> None:
         """Settings that cannot work are refused here, naming the key (as avgen-generate spells it)."""
@@ -65,7 +66,7 @@ class SamplerSettings:
             raise InputError(f"method={self.method}: use euler or heun")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
             raise InputError(f"steps={self.steps} must be a whole number >= 1")
-        for key in ("shift", "cfg_video", "cfg_audio"):
+        for key in ("shift", "cfg_video", "cfg_audio", "cfg_sync"):
             value = getattr(self, key)
             if not math.isfinite(value) or value < 0 or (key == "shift" and value == 0):
                 raise InputError(f"{key}={value} must be a finite number {'> 0' if key == 'shift' else '>= 0'}")
@@ -186,8 +187,10 @@ class AVGenPipeline:
         given: Given | None = None,
         sampler: SamplerSettings | None = None,
         progress: bool = False,
+        sync_from: int = 0,
     ):
-        """Denoise both modalities together for each prompt; returns video and audio tokens (b, l, p)."""
+        """Denoise both modalities together for each prompt; returns video and audio tokens (b, l, p).
+        sync_from: the modality (0 video, 1 audio) sync guidance makes the other one follow (the task's row)."""
         s = sampler or self.sampler
         b = len(prompts)
         g = torch.Generator().manual_seed(int(seed))
@@ -195,7 +198,7 @@ class AVGenPipeline:
         dev = self.device
         if all(not p.strip() for p in prompts):  # no caption: the learned null text, guidance has nothing to add
             text, mask = self.dit.null_text_batch(b)
-            s = SamplerSettings(s.method, s.steps, s.shift, 1.0, 1.0)
+            s = SamplerSettings(s.method, s.steps, s.shift, 1.0, 1.0, s.cfg_sync)
         else:
             text, mask = self.text(prompts)
         text, mask = text.to(dev), mask.to(dev)
@@ -216,13 +219,15 @@ class AVGenPipeline:
                 )
             return tuple(o.float() for o in out)
 
-        velocity = guided_velocity(model_fn, (s.cfg_video, s.cfg_audio))
+        velocity = guided_velocity(model_fn, (s.cfg_video, s.cfg_audio), s.cfg_sync, sync_from,
+                                   noise[sync_from].to(dev))  # fmt: skip
         if given is not None:
             given = Given(tuple(m.to(dev) for m in given.masks), tuple(v.to(dev) for v in given.values))
         xs = solve(velocity, tuple(x.to(dev) for x in noise), schedule(s.steps, s.shift), s.method, given, progress)
         return xs[0].cpu(), xs[1].cpu()
 
-    def settings(self, steps=None, cfg_video=None, cfg_audio=None, method=None, shift=None) -> SamplerSettings:
+    def settings(self, steps=None, cfg_video=None, cfg_audio=None, method=None, shift=None,
+                 cfg_sync=None) -> SamplerSettings:  # fmt: skip
         s = self.sampler
         return SamplerSettings(
             method=method or s.method,
@@ -230,6 +235,7 @@ class AVGenPipeline:
             shift=float(s.shift if shift is None else shift),
             cfg_video=float(s.cfg_video if cfg_video is None else cfg_video),
             cfg_audio=float(s.cfg_audio if cfg_audio is None else cfg_audio),
+            cfg_sync=float(s.cfg_sync if cfg_sync is None else cfg_sync),
         )
 
     def __call__(
@@ -270,7 +276,8 @@ class AVGenPipeline:
         """Encode what `task` gives, hold those tokens, sample the rest: video and audio tokens (1, l, p)."""
         xv, xa = self.encode(frames, wave, layout) if frames is not None or wave is not None else (None, None)
         given = Given.of(given_masks([task], layout, [prefix]), xv, xa)
-        return self.sample_tokens([run.prompt], layout, run.seed, given, run.settings, run.progress)
+        return self.sample_tokens([run.prompt], layout, run.seed, given, run.settings, run.progress,
+                                  get_task(task).sync_index)  # fmt: skip
 
     def frames(self, seconds: float) -> int:
         return self.video_ae.geometry.steps_in(seconds)

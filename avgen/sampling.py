@@ -92,22 +92,41 @@ def solve(
     return xs
 
 
-def guided_velocity(model_fn: Callable, scales: Sequence[float]) -> VelocityFn:
-    """Classifier-free guidance with its own scale per modality: v_m = v_u + s_m (v_c - v_u).
+def guided_velocity(model_fn: Callable, scales: Sequence[float], sync: float = 1.0, sync_from: int = 0,
+                    sync_noise: torch.Tensor | None = None) -> VelocityFn:  # fmt: skip
+    """Classifier-free guidance with its own text scale per modality, and sync guidance on the other modality:
 
-    model_fn(xs, levels, drop_text) -> velocities; the conditional and unconditional passes run as one batch.
-    A scale of 1 returns the conditional velocity exactly (the unconditional pass is skipped).
+        v_m = v_u + s_m (v_c - v_u)                     text guidance (v_u: the null text)
+        v_k += (sync - 1) (v_c - v_x)                   for the modality k that is not sync_from
+
+    v_x is modality k's velocity when the sync_from modality (0 video, 1 audio) is replaced by sync_noise at noise
+    level 1, as if unseen: the term pushes k towards what the other modality shows (LTX-2's modality guidance;
+    the DiT learns v_x when the objective's modality_dropout > 0). model_fn(xs, levels, drop_text) -> velocities;
+    the branches run as one batch, and a scale of 1 skips its branch (all 1: the conditional velocity exactly).
     """
+    if sync != 1.0 and sync_noise is None:
+        raise ValueError("sync guidance needs sync_noise: the sync_from modality's tokens at noise level 1")
 
     def velocity(xs: Tensors, levels: Tensors) -> Tensors:
-        b = xs[0].shape[0]
-        device = xs[0].device
-        if all(s == 1.0 for s in scales):
-            return model_fn(xs, levels, torch.zeros(b, dtype=torch.bool, device=device))
-        doubled = tuple(torch.cat([x, x]) for x in xs)
-        dl = tuple(torch.cat([t, t]) for t in levels)
-        drop = torch.arange(2 * b, device=device) >= b
-        out = model_fn(doubled, dl, drop)
-        return tuple(v[b:] + s * (v[:b] - v[b:]) for v, s in zip(out, scales, strict=True))
+        b, device = xs[0].shape[0], xs[0].device
+        text_on, sync_on = any(s != 1.0 for s in scales), sync != 1.0
+        branches = [(xs, levels, False)]
+        if text_on:
+            branches.append((xs, levels, True))
+        if sync_on:
+            unseen = tuple(sync_noise.to(x) if m == sync_from else x for m, x in enumerate(xs))
+            flat = tuple(torch.ones_like(t) if m == sync_from else t for m, t in enumerate(levels))
+            branches.append((unseen, flat, False))
+        batch = tuple(torch.cat([br[0][m] for br in branches]) for m in range(len(xs)))
+        lv = tuple(torch.cat([br[1][m] for br in branches]) for m in range(len(xs)))
+        drop = torch.cat([torch.full((b,), br[2], dtype=torch.bool, device=device) for br in branches])
+        out = [v.split(b) for v in model_fn(batch, lv, drop)]  # per modality: one (b, l, p) per branch
+        vs = []
+        for m, (parts, s) in enumerate(zip(out, scales, strict=True)):
+            v = parts[1] + s * (parts[0] - parts[1]) if text_on else parts[0]
+            if sync_on and m != sync_from:
+                v = v + (sync - 1.0) * (parts[0] - parts[-1])
+            vs.append(v)
+        return tuple(vs)
 
     return velocity

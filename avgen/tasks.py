@@ -24,6 +24,11 @@ class Task:
     label: str  # the app's menu text
     input: str | None = None  # what the user brings: None (a prompt), "audio", "video" or "clip"
     keeps: tuple[bool, bool] = (True, True)  # which modalities the output keeps (video, audio)
+    sync_from: str = "video"  # the modality that sync guidance makes the other one follow (avgen.sampling)
+
+    @property
+    def sync_index(self) -> int:
+        return {"video": 0, "audio": 1}[self.sync_from]
 
     @property
     def needs_prompt(self) -> bool:
@@ -34,7 +39,7 @@ TASKS: dict[str, Task] = {
     t.name: t
     for t in (
         Task("t2av", "none", "t2av: text → video with sound"),
-        Task("a2v", "audio", "a2v: sound → video (upload or record audio)", input="audio"),
+        Task("a2v", "audio", "a2v: sound → video (upload or record audio)", input="audio", sync_from="audio"),
         Task("v2a", "video", "v2a: video → sound (upload a video)", input="video"),
         Task("extend", "prefix", "extend: continue a clip (upload a clip)", input="clip"),
         Task("t2v", "none", "t2v: text → video", keeps=(True, False)),

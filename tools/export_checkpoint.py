@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     model_cfg = OmegaConf.to_container(cfg.model)
     state = load_checkpoint(ckpt)
     text_dim = state["model"]["null_text"].shape[-1]  # the text encoder's width, as the run trained with it
-    model = build_dit(model_cfg.pop("preset"), layout.pv, layout.pa, **{"text_dim": text_dim, **model_cfg})
+    preset = model_cfg.pop("preset")
+    model = build_dit(preset, layout.pv, layout.pa, layout.per_window, **{"text_dim": text_dim, **model_cfg})
     model.load_state_dict(state["model"] if args.raw else state["ema"]["model"])
     extra = model_config(OmegaConf.to_container(cfg, resolve=True), fmt)
     extra["checkpoint"] = {"file": ckpt.name, "step": int(state["step"])}

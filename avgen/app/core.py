@@ -61,6 +61,7 @@ class Request:
     duration: float | None = 2.0  # t2av / t2v / t2a: clip length; extend: seconds to add; a2v / v2a: the upload's
     cfg_video: float | None = 3.0
     cfg_audio: float | None = 3.0
+    cfg_sync: float | None = None  # None: the model's default
     audio: str | None = None  # a2v: an uploaded or recorded sound file
     video: str | None = None  # v2a: an uploaded video
     clip: str | None = None  # extend: an uploaded clip
@@ -183,6 +184,8 @@ class AppCore:
             "cfg_video": _number(req.cfg_video, "video guidance", 0, lim.max_cfg),
             "cfg_audio": _number(req.cfg_audio, "audio guidance", 0, lim.max_cfg),
         }
+        if req.cfg_sync is not None:
+            args["cfg_sync"] = _number(req.cfg_sync, "sync guidance", 0, lim.max_cfg)
         if req.task in TEXT_TASKS:
             args["duration"] = _number(req.duration, "duration (s)", 1 / self.pipe.fps, self.longest)
         elif TASKS[req.task].given == "prefix":

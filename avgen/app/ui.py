@@ -97,10 +97,12 @@ def _inputs(core: AppCore) -> dict:
         with gr.Row():
             cfg_v = gr.Slider(0, lim.max_cfg, value=pipe.sampler.cfg_video, step=0.5, label="Guidance: video")
             cfg_a = gr.Slider(0, lim.max_cfg, value=pipe.sampler.cfg_audio, step=0.5, label="Guidance: sound")
+            cfg_s = gr.Slider(0, lim.max_cfg, value=pipe.sampler.cfg_sync, step=0.5,
+                              label="Guidance: sync (sound follows picture)")  # fmt: skip
         go = gr.Button("Generate", variant="primary", elem_id="generate")
         gr.Examples([[p] for p in example_prompts()], inputs=[prompt], label="Examples (the avworld vocabulary)")
     return dict(prompt=prompt, task=task, seed=seed, steps=steps, duration=duration, cfg_video=cfg_v, cfg_audio=cfg_a,
-                audio=audio, video=video, clip=clip, go=go)  # fmt: skip
+                cfg_sync=cfg_s, audio=audio, video=video, clip=clip, go=go)  # fmt: skip
 
 
 def build(core: AppCore) -> gr.Blocks:
@@ -119,14 +121,27 @@ def build(core: AppCore) -> gr.Blocks:
         ins["task"].change(
             lambda t: task_updates(t, core), ins["task"], [ins["audio"], ins["video"], ins["clip"], ins["duration"]]
         )
-        names = ["prompt", "task", "seed", "steps", "duration", "cfg_video", "cfg_audio", "audio", "video", "clip"]
+        names = [
+            "prompt",
+            "task",
+            "seed",
+            "steps",
+            "duration",
+            "cfg_video",
+            "cfg_audio",
+            "cfg_sync",
+            "audio",
+            "video",
+            "clip",
+        ]
 
         # Gradio finds the Progress by its default and its position: keep the parameters spelled out (not *args)
         def on_generate(
-            prompt, task, seed, steps, duration, cfg_video, cfg_audio, audio, video, clip, preview,
+            prompt, task, seed, steps, duration, cfg_video, cfg_audio, cfg_sync, audio, video, clip, preview,
             progress=gr.Progress(track_tqdm=True),  # noqa: B008 (Gradio's way)
         ):  # fmt: skip
-            req = Request(prompt, task, seed, steps, duration, cfg_video, cfg_audio, audio, video, clip, preview)
+            req = Request(prompt, task, seed, steps, duration, cfg_video, cfg_audio, cfg_sync, audio, video, clip,
+                          preview)  # fmt: skip
             return run_request(core, req, progress)
 
         ins["go"].click(

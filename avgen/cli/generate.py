@@ -139,7 +139,8 @@ def run(cfg: DictConfig) -> list[Path]:
         inputs = task_inputs(cfg, pipe)
     except (MediaError, ValueError) as e:
         raise type(e)(str(e) if str(cfg.input) in str(e) else f"input={cfg.input}: {e}") from e
-    sampler = {k: cfg[k] for k in ("steps", "cfg_video", "cfg_audio", "method", "shift") if cfg[k] is not None}
+    keys = ("steps", "cfg_video", "cfg_audio", "cfg_sync", "method", "shift")
+    sampler = {k: cfg[k] for k in keys if cfg[k] is not None}
     pipe.settings(**sampler)  # refuses settings that cannot work, naming the key, before any sampling
     print(f"model {model} ({pipe.model_hash}) loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     written = []

@@ -10,12 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from avgen.cli.common import CONFIG_DIR, check_resume, friendly_errors, load_autoencoder, record_run_config, run_dir
+from avgen.data import AVWorld
+from avgen.data.avworld.vocab import FAMILIES
 from avgen.data.latents import LatentShards
 from avgen.errors import InputError, MissingFileError
+from avgen.metrics.dependence import probes_from_clips
 from avgen.models.dit import build_dit
 from avgen.pipeline import AVGenPipeline, export_model, model_config
 from avgen.tokens import ClipFormat
@@ -41,7 +45,8 @@ def _batcher(cfg: DictConfig, fmt: ClipFormat, layout, video_ae, audio_ae, text,
 
 
 def _init_from(model, directory: str) -> None:
-    """Start from a trained model directory's DiT weights (fine-tuning); shapes must match the model config."""
+    """Start from a trained model directory's DiT weights (fine-tuning); shapes must match the model config. Parts
+    the directory lacks that start as the identity (the sync path, zero-initialised) keep their initial weights."""
     from safetensors.torch import load_file
 
     weights = Path(directory) / "dit" / "model.safetensors"
@@ -49,9 +54,28 @@ def _init_from(model, directory: str) -> None:
         raise MissingFileError(f"init_from={directory} has no dit/model.safetensors (use an avgen-train export dir)")
     state = {k: v.float() for k, v in load_file(str(weights)).items()}
     try:
-        model.load_state_dict(state)
+        missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as e:
         raise InputError(f"init_from={directory} does not fit model={dict(model.config)}: {str(e)[:300]}") from e
+    foreign = [k for k in missing if ".sync." not in k] + list(unexpected)
+    if foreign:
+        raise InputError(f"init_from={directory} does not fit model={dict(model.config)}: missing or unexpected "
+                         f"weights {foreign[:4]}")  # fmt: skip
+    if missing:
+        print(f"init_from={directory}: {len(missing)} new tensors of the sync path start zero-initialised")
+
+
+def _probes(val: DictConfig, fmt: ClipFormat, layout, video_ae, audio_ae, text):
+    """The dependence probe's fixed clips: validation.probe_clips held-out avworld clips per family (0: none)."""
+    if not val.probe_clips:
+        return None
+    clips = []
+    for family in FAMILIES:
+        world = AVWorld(val.probe_seed, duration=fmt.duration, fps=float(fmt.fps), size=fmt.size,
+                        sample_rate=int(fmt.sample_rate), families=[family], channels=fmt.channels)  # fmt: skip
+        clips += [world[i] for i in range(val.probe_clips)]
+    with torch.no_grad():
+        return probes_from_clips(clips, video_ae, audio_ae, text, layout)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -69,7 +93,7 @@ def run(cfg: DictConfig) -> dict:
     batcher, source = _batcher(cfg, fmt, layout, video_ae, audio_ae, text, info.device)
     model_cfg = OmegaConf.to_container(cfg.model)
     seed_all(trainer.seed)  # the same initial weights on every rank and every rerun
-    model = build_dit(model_cfg.pop("preset"), layout.pv, layout.pa, text_dim=text.dim, **model_cfg)
+    model = build_dit(model_cfg.pop("preset"), layout.pv, layout.pa, layout.per_window, text_dim=text.dim, **model_cfg)
     if cfg.get("init_from"):
         _init_from(model, cfg.init_from)
     objective = instantiate(cfg.objective)
@@ -81,7 +105,9 @@ def run(cfg: DictConfig) -> dict:
     validator = None
     if trainer.val_every:
         config = model_config(OmegaConf.to_container(cfg), fmt)  # cfg is resolved above
-        validator = Validator(lambda m: AVGenPipeline(m, video_ae, audio_ae, text, config), out)
+        probes = _probes(cfg.validation, fmt, layout, video_ae, audio_ae, text) if info.is_main else None
+        validator = Validator(lambda m: AVGenPipeline(m, video_ae, audio_ae, text, config), out, probes=probes,
+                              layout=layout)  # fmt: skip
     last = train_dit(model, objective, batcher, len(batcher), trainer, out, validate=validator, info=info,
                      optimizer=instantiate(cfg.optim))  # fmt: skip
     if info.is_main:

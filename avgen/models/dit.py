@@ -107,6 +107,32 @@ class CrossAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(b, l, d))
 
 
+class SyncPath(nn.Module):
+    """A time-aligned path from what is seen to what is heard (after MMAudio's per-frame sync features, inside the
+    one sequence): each audio token gets, added to its stream, a feature of the video tokens of its own window and
+    the two neighbouring ones, pooled over space by mean and max, so a contact anywhere in the frame can reach the
+    audio of its instant without attention having to find the object. A linear map gives each of the window's audio
+    tokens its own part (which sub-step the impact falls on); the output layer starts at zero (identity at init)."""
+
+    def __init__(self, d: int, per_window: int, dim: int = 64) -> None:
+        super().__init__()
+        self.per_window, self.dim = per_window, dim
+        self.norm = nn.LayerNorm(d, eps=1e-6)
+        self.inp = nn.Linear(d, dim)
+        self.mix = nn.Linear(6 * dim, per_window * dim)
+        self.out = nn.Linear(dim, d)
+
+    def forward(self, hv: torch.Tensor, frames: int) -> torch.Tensor:
+        """hv (b, lv, d) video states, frame-major over `frames` windows -> (b, frames * per_window, d) additions."""
+        b = hv.shape[0]
+        f = self.inp(self.norm(hv)).view(b, frames, -1, self.dim)  # (b, t, h*w, r)
+        pooled = torch.cat([f.mean(2), f.amax(2)], dim=-1)  # (b, t, 2r)
+        padded = F.pad(pooled, (0, 0, 1, 1))  # (b, t + 2, 2r): no window before the first or after the last
+        ctx = torch.cat([padded[:, :-2], padded[:, 1:-1], padded[:, 2:]], dim=-1)  # (b, t, 6r)
+        sub = F.gelu(self.mix(ctx)).view(b, frames * self.per_window, self.dim)  # (b, la, r)
+        return self.out(sub)  # (b, la, d)
+
+
 def mlp(d: int, ratio: float) -> nn.Sequential:
     hidden = int(d * ratio)
     return nn.Sequential(nn.Linear(d, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, d))
@@ -121,8 +147,10 @@ class DiTBlock(nn.Module):
     adaLN-Zero: shift / scale / gate of the attention and MLP branches come per token from the token's noise level.
     """
 
-    def __init__(self, d: int, heads: int, text_dim: int, mlp_ratio: float, modality_mlp: bool) -> None:
+    def __init__(self, d: int, heads: int, text_dim: int, mlp_ratio: float, modality_mlp: bool,
+                 sync_per_window: int = 0) -> None:  # fmt: skip
         super().__init__()
+        self.sync = SyncPath(d, sync_per_window) if sync_per_window else None
         self.norm1 = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.attn = SelfAttention(d, heads)
         self.norm_x = nn.LayerNorm(d, eps=1e-6)
@@ -134,8 +162,11 @@ class DiTBlock(nn.Module):
 
     def forward(self, x, mod_index, t_emb, text, text_mask, cos2, sin2, layout: AVTokenLayout | None = None):
         """x (b, l, d); mod_index (b*l,) each token's row of t_emb (u, d); cos2 / sin2 rope tables; layout is needed
-        with modality_mlp."""
+        with modality_mlp and the sync path."""
         b, l, _ = x.shape
+        if self.sync is not None:
+            hv, ha = layout.split(x)  # (b, lv, d), (b, la, d)
+            x = layout.interleave(hv, ha + self.sync(hv, layout.grid[0]))  # (b, l, d)
         mods = gather_mods(self.ada(t_emb), mod_index, (b, l), 6, (1, 4))  # 6 x (b, l, d), scales hold 1 + scale
         shift1, scale1, gate1, shift2, scale2, gate2 = mods
         x = x + gate1 * self.attn(self.norm1(x) * scale1 + shift1, cos2, sin2)  # (b, l, d)
@@ -179,6 +210,7 @@ class AVDiT(nn.Module):
         max_seconds: float = 30.0,
         null_tokens: int = 1,
         abs_pos: int = 0,
+        sync_per_window: int = 0,
         grad_checkpointing: bool = False,
     ) -> None:
         super().__init__()
@@ -186,7 +218,8 @@ class AVDiT(nn.Module):
             raise InputError(f"width {width} must split into {heads} heads of a size divisible by 4")
         self.config = dict(video_dim=video_dim, audio_dim=audio_dim, width=width, depth=depth, heads=heads,
                            mlp_ratio=mlp_ratio, text_dim=text_dim, modality_mlp=modality_mlp,
-                           max_seconds=max_seconds, null_tokens=null_tokens, abs_pos=abs_pos)  # fmt: skip
+                           max_seconds=max_seconds, null_tokens=null_tokens, abs_pos=abs_pos,
+                           sync_per_window=sync_per_window)  # fmt: skip
         self.grad_checkpointing = grad_checkpointing
         self.heads = heads
         self.in_video = nn.Linear(video_dim, width)
@@ -196,7 +229,9 @@ class AVDiT(nn.Module):
         self.pos = nn.Parameter(torch.zeros(abs_pos, width)) if abs_pos else None
         self.t_embed = TimestepEmbedder(width)
         self.null_text = nn.Parameter(torch.zeros(1, null_tokens, text_dim))  # the "no caption" text
-        self.blocks = nn.ModuleList([DiTBlock(width, heads, text_dim, mlp_ratio, modality_mlp) for _ in range(depth)])
+        self.blocks = nn.ModuleList(
+            [DiTBlock(width, heads, text_dim, mlp_ratio, modality_mlp, sync_per_window) for _ in range(depth)]
+        )
         self.out_video = FinalLayer(width, video_dim)
         self.out_audio = FinalLayer(width, audio_dim)
         self.initialize_weights()
@@ -217,6 +252,8 @@ class AVDiT(nn.Module):
         for block in self.blocks:
             nn.init.zeros_(block.ada[-1].weight)
             nn.init.zeros_(block.ada[-1].bias)
+            if block.sync is not None:
+                nn.init.zeros_(block.sync.out.weight)
         for final in (self.out_video, self.out_audio):
             for layer in (final.ada[-1], final.linear):
                 nn.init.zeros_(layer.weight)
@@ -241,6 +278,9 @@ class AVDiT(nn.Module):
         """video_tokens (b, lv, pv), audio_tokens (b, la, pa), t_video (b, lv), t_audio (b, la), text (b, s, e),
         text_mask (b, s); drop_text (b,) bool replaces those samples' text with the learned null text."""
         b = video_tokens.shape[0]
+        if self.config["sync_per_window"] and layout.per_window != self.config["sync_per_window"]:
+            raise InputError(f"this DiT's sync path was built for {self.config['sync_per_window']} audio tokens per "
+                             f"video window; the layout has {layout.per_window}")  # fmt: skip
         text, text_mask = self._text(b, text, text_mask, drop_text)  # (b, s, e), (b, s)
         xv = self.in_video(video_tokens) + self.modality[0]  # (b, lv, d)
         xa = self.in_audio(audio_tokens) + self.modality[1]  # (b, la, d)
@@ -316,9 +356,14 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def build_dit(preset: str, video_dim: int, audio_dim: int, **overrides) -> AVDiT:
-    """The preset's network for tokens of these sizes; overrides that are None keep the preset's value."""
+def build_dit(preset: str, video_dim: int, audio_dim: int, per_window: int = 0, **overrides) -> AVDiT:
+    """The preset's network for tokens of these sizes; overrides that are None keep the preset's value.
+    sync=True (a preset's or an override) adds the sync path, which needs the layout's audio tokens per window."""
     if preset not in PRESETS:
         raise InputError(f"unknown DiT preset {preset!r}; choose from {list(PRESETS)}")
-    given = {k: v for k, v in overrides.items() if v is not None}
-    return AVDiT(video_dim=video_dim, audio_dim=audio_dim, **{**PRESETS[preset], **given})
+    given = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    if given.pop("sync", False):
+        if per_window < 1:
+            raise InputError("model.sync=true needs the token layout's audio tokens per window (per_window=...)")
+        given["sync_per_window"] = per_window
+    return AVDiT(video_dim=video_dim, audio_dim=audio_dim, **given)

@@ -1,4 +1,5 @@
-"""Validation during DiT training: a fixed prompt set sampled with the EMA weights, previews and sync metrics.
+"""Validation during DiT training: a fixed prompt set sampled with the EMA weights, previews and sync metrics, and
+the cross-modal dependence probe (val/gap_v2a, val/gap_a2v: avgen.metrics.dependence) on fixed held-out clips.
 
 Runs on rank 0 only, outside the training RNG (its own generators; global RNG state restored), so a run with
 validation trains exactly like one without.
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avgen.metrics.dependence import ProbeSet, dependence, headline
 from avgen.metrics.sync import av_align, mouth_sync, offset_error
 
 # one prompt per avworld family and a few attribute combinations; the talking heads also get mouth_sync
@@ -28,9 +30,11 @@ class Validator:
     """validator(ema_model, step) -> metrics; writes out_dir/previews/step_XXXXXXX/*.mp4."""
 
     def __init__(self, pipeline_factory, out_dir: str | Path, prompts=VALIDATION_PROMPTS, seed: int = 1234,
-                 steps: int | None = None, previews: bool = True) -> None:  # fmt: skip
+                 steps: int | None = None, previews: bool = True, probes: ProbeSet | None = None,
+                 layout=None) -> None:  # fmt: skip
         self.factory, self.out, self.prompts = pipeline_factory, Path(out_dir), list(prompts)
         self.seed, self.steps, self.previews = seed, steps, previews
+        self.probes, self.layout = probes, layout
 
     def __call__(self, model, step: int) -> dict[str, float]:
         t0 = time.perf_counter()
@@ -39,6 +43,10 @@ class Validator:
         was_training = model.training
         try:
             pipe = self.factory(model)
+            t_probe = time.perf_counter()
+            gaps = headline(dependence(model, self.probes, self.layout)) if self.probes is not None else {}
+            if gaps:
+                gaps["val/probe_seconds"] = time.perf_counter() - t_probe
             sampler = {"steps": self.steps} if self.steps else {}
             offsets, aligns, mouths = [], [], []
             for i, prompt in enumerate(self.prompts):
@@ -55,7 +63,7 @@ class Validator:
             if cuda_rng is not None:
                 torch.cuda.set_rng_state_all(cuda_rng)
             model.train(was_training)
-        return {
+        return gaps | {
             "val/abs_offset_ms": 1000 * float(np.median(offsets)),
             "val/av_align": float(np.mean(aligns)),
             "val/mouth_sync": float(np.mean(mouths)) if mouths else float("nan"),
