@@ -92,6 +92,7 @@ def test_examples_come_from_the_avworld_vocabulary():
         ({"seed": "abc"}, "seed must be a number"),
         ({"duration": 9}, "duration (s) must be a number from 0.0625 to 4"),
         ({"cfg_video": -1}, "video guidance"),
+        ({"cfg_sync": -1}, "sync guidance"),
         ({"prompt": "x" * 400}, "keep it under 300"),
         ({"preview": "gif"}, "preview must be"),
         ({"task": "a2v"}, "upload the audio first"),

@@ -44,6 +44,9 @@ def test_pipeline_tasks_shapes_and_given_media_copied(model_dir):
     again = pipe("a small red circle bounces around", seed=3)
     assert torch.equal(clip.video, again.video) and torch.equal(clip.audio, again.audio)  # seeded
     assert not torch.equal(clip.video, pipe("a small red circle bounces around", seed=4).video)
+    assert torch.equal(pipe("a small red circle bounces around", seed=3, cfg_sync=1.0).audio, clip.audio)  # 1: off
+    synced = pipe("a small red circle bounces around", seed=3, cfg_sync=3.0)
+    assert synced.audio.shape == clip.audio.shape and not torch.equal(synced.audio, clip.audio)
     short = pipe("x", duration=1.3)  # not a whole latent frame: generated at 1.5 s, cut to 1.3 s
     assert short.video.shape[0] == round(1.3 * 16) and short.audio.shape[1] == 20800
     speech = torch.randn(1, 27_200) * 0.1
@@ -127,6 +130,7 @@ def test_cli_bad_output_paths_and_numbers_give_one_line_and_write_nothing(model_
         (["out=/proc/avgen_test_out.mp4", "prompt=x"], "cannot write in /proc"),
         ([f"out={tmp_path}/", "prompt=x", "cfg_video=nan"], "cfg_video=nan must be a finite number"),
         ([f"out={tmp_path}/", "prompt=x", "steps=0"], "steps=0 must be a whole number >= 1"),
+        ([f"out={tmp_path}/", "prompt=x", "cfg_sync=-1"], "cfg_sync=-1.0 must be a finite number >= 0"),
         ([f"out={tmp_path}/", "prompt=x", "duration=nan"], "duration=nan must be a finite number"),
         ([f"out={tmp_path}/", f"prompts_file={tmp_path / 'latin1.txt'}"], "latin1.txt is not UTF-8"),
     ]

@@ -136,6 +136,10 @@ def test_cli_trains_and_exports(setup, tmp_path):
     wider = AVDiT(**{**config, "width": 64})
     with pytest.raises(ValueError, match="does not fit"):
         _init_from(wider, str(tmp_path / "ema"))
+    synced = AVDiT(**{**config, "sync_per_window": 5})  # new zero-init parts keep their start, the rest is loaded
+    _init_from(synced, str(tmp_path / "ema"))
+    state = synced.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in exported.items()) and len(state) > len(exported)
 
 
 def test_validation_runs_every_val_every_steps_and_is_logged(setup, tmp_path):

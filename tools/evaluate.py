@@ -189,9 +189,11 @@ def text_to_av(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict, lis
     reals = [world[i] for i in range(args.count)]
     truths = [attributes_from_meta(c.meta) for c in reals]
     fams = [t["family"] for t in truths]
-    gens = [pipe(c.caption, seed=args.seed + i, steps=args.steps) for i, c in enumerate(reals)]
+    t0 = time.perf_counter()
+    gens = [pipe(c.caption, seed=args.seed + i, **args.sampler) for i, c in enumerate(reals)]
+    rtf = (time.perf_counter() - t0) / sum(c.duration for c in gens)
     novel_set = NOVEL[: args.novel]
-    novel = [pipe(cap, seed=args.seed + 10_000 + i, steps=args.steps) for i, (cap, _, _) in enumerate(novel_set)]
+    novel = [pipe(cap, seed=args.seed + 10_000 + i, **args.sampler) for i, (cap, _, _) in enumerate(novel_set)]
     trips = [round_trip(c, *aes) for c in reals]
     shuf = shuffled(reals, fams)
     talk = [f == "talk" for f in fams]
@@ -203,7 +205,8 @@ def text_to_av(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict, lis
     })  # fmt: skip
     reference = [world[args.count + i] for i in range(args.count)]
     fd = fd_scores({"generated": gens, "real": reals, "AE round trip": trips, "audio-shuffled": shuf}, reference, *aes)
-    return {"sync": sync, "attributes": attrs, "fd": fd, "captions": [c.caption for c in reals]}, gens[:2] + novel[:2]
+    out = {"sync": sync, "attributes": attrs, "fd": fd, "captions": [c.caption for c in reals], "real-time factor": rtf}
+    return out, gens[:2] + novel[:2]
 
 
 def speech_windows(n: int, sample_rate: int) -> tuple[list[torch.Tensor], str]:
@@ -238,7 +241,7 @@ def audio_to_video(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict,
     for name, audios in (("avworld speech", [c.audio for c in reals]), ("recorded speech", recorded)):
         if len(audios) < 2:
             continue
-        gens = [pipe(prompt(a), task="a2v", audio=a, seed=args.seed + i, steps=args.steps)
+        gens = [pipe(prompt(a), task="a2v", audio=a, seed=args.seed + i, **args.sampler)
                 for i, a in enumerate(audios)]  # fmt: skip
         other = shuffled(gens, ["all"] * len(gens))
         out[name] = {
@@ -259,7 +262,7 @@ def video_to_audio(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict,
     bounces, aes = held_out(pipe, ["bounce"]), (pipe.video_ae, pipe.audio_ae)
     reals = [bounces[i] for i in range(args.task_count)]
     prompts = [c.caption if args.v2a_prompt == "caption" else "" for c in reals]
-    gens = [pipe(p, task="v2a", video=c.video, seed=args.seed + i, steps=args.steps)
+    gens = [pipe(p, task="v2a", video=c.video, seed=args.seed + i, **args.sampler)
             for i, (p, c) in enumerate(zip(prompts, reals, strict=True))]  # fmt: skip
     sets = {"generated": gens, "real": reals, "AE round trip": [round_trip(c, *aes) for c in reals],
             "audio-shuffled": shuffled(reals, ["b"] * len(reals))}  # fmt: skip
@@ -278,6 +281,21 @@ def video_to_audio(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict,
     return out, gens[:2]
 
 
+def cross_modal(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict, list[AVClip]]:
+    """The dependence probe (avgen.metrics.dependence) on args.probe_clips held-out clips per family."""
+    from avgen.data.avworld.vocab import FAMILIES
+    from avgen.metrics.dependence import dependence, probes_from_clips
+
+    clips = []
+    for family in FAMILIES:
+        world = held_out(pipe, [family])
+        clips += [world[i] for i in range(args.probe_clips)]
+    layout = pipe.layout(pipe.duration)
+    with torch.no_grad():
+        probes = probes_from_clips(clips, pipe.video_ae, pipe.audio_ae, pipe.text, layout)
+    return dependence(pipe.dit, probes, layout), []
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # the report
 # ----------------------------------------------------------------------------------------------------------------------
@@ -288,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--novel", type=int, default=len(NOVEL), help=f"novel captions to use (of {len(NOVEL)})")
     ap.add_argument("--task-count", type=int, default=None, help="clips per A2V / V2A row (default count // 2)")
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+    ap.add_argument("--cfg-sync", type=float, default=None, help="sync guidance (default: the model's)")
+    ap.add_argument("--probe-clips", type=int, default=16, help="held-out clips per family for the dependence probe")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--v2a-prompt", choices=("caption", "empty"), default="caption")
     ap.add_argument("--latents", default=None, help="training latent shards, to check held-out-ness")
@@ -297,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.count < 2:
         ap.error("--count must be at least 2")
     args.task_count = args.task_count or max(2, args.count // 2)
+    args.sampler = {k: v for k, v in (("steps", args.steps), ("cfg_sync", args.cfg_sync)) if v is not None}
     try:
         pipe = AVGenPipeline.from_pretrained(args.model, device=args.device)
     except (FileNotFoundError, ValueError) as e:
@@ -306,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     res = {"overlap": training_overlap(args.latents, [held_out(pipe)[i].caption for i in range(args.count)])}
     timing, shown = {}, []
-    for name, section in (("t2av", text_to_av), ("a2v", audio_to_video), ("v2a", video_to_audio)):
+    sections = (("dependence", cross_modal), ("t2av", text_to_av), ("a2v", audio_to_video), ("v2a", video_to_audio))
+    for name, section in sections:
         t = time.time()
         res[name], clips = section(pipe, args)
         shown += clips
@@ -320,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         "held_out_seed": HELD_OUT_SEED,
         "model_hash": pipe.model_hash,
         "steps": args.steps or pipe.sampler.steps,
+        "cfg_sync": pipe.settings(**args.sampler).cfg_sync,
     }
     (out / "eval.md").write_text(markdown(res) + "\n")
     (out / "eval.json").write_text(json.dumps(res, indent=1, default=str) + "\n")

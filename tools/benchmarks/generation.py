@@ -1,6 +1,7 @@
 """Benchmark: generation real-time factor (compute seconds per second of clip) of AVGenPipeline, text -> audio + video,
 for 2, 4 and 8 s clips at 8, 16 and 32 sampling steps: text encoding, the sampler with classifier-free guidance (the
-conditional and unconditional passes as one batch of 2) and both AE decoders, i.e. what `pipe(prompt)` runs.
+conditional and unconditional passes as one batch of 2; at 16 steps also with sync guidance, a third pass) and both
+AE decoders, i.e. what `pipe(prompt)` runs.
 
 Without --model the pipeline is a random-weight tiny DiT exported beside the shipped AEs (assets/default) with the
 default's clip format; speed does not depend on what the weights are. Clips longer than the trained duration are
@@ -74,11 +75,14 @@ def run(quick: bool = False, model: str | None = None) -> list[dict]:
                     xv, xa = pipe.sample_tokens([PROMPT], layout, 0, sampler=s)
                     pipe.decode(xv, xa, layout)
 
-                t = best_time(generate, repeats, warmup=0)
-                rows.append({"section": SECTION, "metric": f"t2av {seconds:g} s clip, {steps} steps",
-                             "value": t / seconds, "unit": "s per s of clip",
-                             "note": f"{t:.2f} s; {s.method}, CFG {s.cfg_video:g}/{s.cfg_audio:g}; {layout.l} tokens; "
-                                     f"AE decode {decode:.2f} s of it; {threads}"})  # fmt: skip
+                for sync in (1.0, 3.0) if steps == 16 else (1.0,):  # 3: sync guidance's extra branch on
+                    s.cfg_sync = sync
+                    t = best_time(generate, repeats, warmup=0)
+                    name = f"t2av {seconds:g} s clip, {steps} steps" + (", sync guidance" if sync != 1.0 else "")
+                    rows.append({"section": SECTION, "metric": name, "value": t / seconds, "unit": "s per s of clip",
+                                 "note": f"{t:.2f} s; {s.method}, CFG {s.cfg_video:g}/{s.cfg_audio:g}, sync "
+                                         f"{s.cfg_sync:g}; {layout.l} tokens; AE decode {decode:.2f} s of it; "
+                                         f"{threads}"})  # fmt: skip
     rows.append(memory_row(SECTION, "generation", mem, f"{label}: loading, then all clips above"))
     return rows
 
