@@ -41,3 +41,21 @@ def test_cache_round_trip_and_stale_shards_refused(tmp_path, aes):
         LatentShards(tmp_path / "lat", video_ae=video, audio_ae=other)
     with pytest.raises(FileNotFoundError, match="cache_latents"):
         LatentShards(tmp_path / "empty")
+    # latents of another world version (or written before versions were recorded) are refused
+    from safetensors import safe_open
+
+    from avgen.data.latents import write_shard
+
+    with safe_open(str(tmp_path / "lat" / "shard_00000.safetensors"), framework="pt") as sf:
+        meta, v, a = sf.metadata(), sf.get_tensor("video"), sf.get_tensor("audio")
+    assert meta["source"] == "avworld" and meta["world_version"] == "2"
+    hashes = {"video": meta["video_ae_hash"], "audio": meta["audio_ae_hash"]}
+    import json
+
+    metas, caps = json.loads(meta["meta"]), json.loads(meta["captions"])
+    for name, source in (("v1", {"source": "avworld", "world_version": "1"}), ("old", None)):
+        write_shard(tmp_path / name / "shard_00000.safetensors", v, a, caps, metas, hashes, source)
+        with pytest.raises(ValueError, match="world version 1.*stale"):
+            LatentShards(tmp_path / name, video_ae=video, audio_ae=audio)
+    write_shard(tmp_path / "media" / "shard_00000.safetensors", v, a, caps, [{}] * len(caps), hashes)
+    assert len(LatentShards(tmp_path / "media", video_ae=video, audio_ae=audio)) == len(caps)  # not avworld

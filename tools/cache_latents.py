@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from avgen.autoencoders import load, weights_hash
 from avgen.data import AVWorld, MediaFolder, collate_clips
+from avgen.data.avworld.world import WORLD_VERSION
 from avgen.data.latents import write_shard
 
 
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         data = AVWorld(seed=args.seed, duration=args.duration, fps=fps, size=args.size, sample_rate=sr)
         indices = range(args.start, args.start + args.count)
     hashes = {"video": weights_hash(video_ae), "audio": weights_hash(audio_ae)}
+    source = {"source": "folder"} if args.folder else {"source": "avworld", "world_version": str(WORLD_VERSION)}
     out = Path(args.out)
     buf: dict[str, list] = {"video": [], "audio": [], "captions": [], "metas": []}
     shard = 0
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             bar.update(len(ids))
             if len(buf["captions"]) >= args.shard_size or ids is batch_ids[-1]:
                 write_shard(out / f"shard_{shard:05d}.safetensors", torch.cat(buf["video"]), torch.cat(buf["audio"]),
-                            buf["captions"], buf["metas"], hashes)  # fmt: skip
+                            buf["captions"], buf["metas"], hashes, source)  # fmt: skip
                 shard += 1
                 buf = {"video": [], "audio": [], "captions": [], "metas": []}
     bar.close()

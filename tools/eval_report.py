@@ -43,6 +43,10 @@ def markdown(res: dict) -> str:
     head = ["attribute accuracy", *(n if k == "accuracy" else f"{n} vs other captions" for n, k in cols)]
     lines += _table(head, [[attr, *(a[n][k].get(attr) for n, k in cols)] for attr in (*ATTRIBUTES, "all")])
     lines += ["", "`vs other captions`: readings scored against another clip's caption (chance level).", ""]
+    if t2av.get("intelligibility"):
+        lines += ["Talking heads' words (PocketSphinx restricted to avworld's vocabulary):", ""]
+        rows = [[k, v["WER"], v["WER vs other transcripts"], v["clips"]] for k, v in t2av["intelligibility"].items()]
+        lines += _table(["set", "WER", "WER vs another clip's words (chance)", "clips"], rows) + [""]
     lines += ["## Audio → video (mouth_sync)", ""]
     a2v_cols = ["generated", "generated video, other audio", "real", "audio-shuffled",
                 "generated video looks like a talking head (share)", "clips"]  # fmt: skip

@@ -1,6 +1,7 @@
 """The locked environment: write the lock files from pyproject.toml, or check offline that they still agree.
 
-    python tools/lock.py           # refresh every lock with uv (needs the network and `uv`; see README)
+    python tools/lock.py           # refresh every lock with uv, keeping the pins that still fit (needs the network)
+    python tools/lock.py --upgrade # resolve afresh
     python tools/lock.py --check   # offline: each pyproject requirement is met by a pin, and the hash matches
 
 One lock per extra set that the README's two commands install (LOCKS below). Each lock starts with a header that
@@ -103,7 +104,9 @@ def check_lock(pyproject: Path, lock: Path, extras: tuple[str, ...]) -> list[str
     return problems
 
 
-def write_locks(pyproject: Path, lock_dir: Path) -> None:
+def write_locks(pyproject: Path, lock_dir: Path, upgrade: bool = False) -> None:
+    """Resolve each lock with uv; the current pins are kept where they still fit (uv reads an existing output file
+    as its preferences), so adding a dependency moves nothing else, unless upgrade."""
     uv = shutil.which("uv")
     if uv is None:
         sys.exit("error: `uv` not found; install it (pip install uv) to refresh the locks")
@@ -114,6 +117,8 @@ def write_locks(pyproject: Path, lock_dir: Path) -> None:
         build_in.write_text("\n".join(dependency_tables(pyproject)["build-system.requires"]) + "\n")
         for name, extras in LOCKS.items():
             out = lock_dir / f"{name}.txt"
+            if out.is_file() and not upgrade:
+                shutil.copy(out, Path(tmp) / out.name)
             cmd = [uv, "pip", "compile", str(pyproject), str(build_in), "--universal", "--generate-hashes"]
             cmd += ["--quiet", "--no-header", "--python-version", "3.10", "-o", str(Path(tmp) / out.name)]
             cmd += [arg for extra in extras for arg in ("--extra", extra)]
@@ -129,11 +134,12 @@ def write_locks(pyproject: Path, lock_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="check offline that the locks agree with pyproject.toml")
+    ap.add_argument("--upgrade", action="store_true", help="resolve afresh instead of keeping the current pins")
     ap.add_argument("--pyproject", type=Path, default=ROOT / "pyproject.toml")
     ap.add_argument("--locks", type=Path, default=ROOT / "locks")
     args = ap.parse_args(argv)
     if not args.check:
-        write_locks(args.pyproject, args.locks)
+        write_locks(args.pyproject, args.locks, args.upgrade)
         return 0
     problems = []
     for name, extras in LOCKS.items():

@@ -1,7 +1,8 @@
 """Cached latents: sharded safetensors of raw AE latents with captions, meta, and the hash of the AE weights.
 
 DiT training on CPU cannot afford to run the autoencoders every step; encode once with tools/cache_latents.py.
-A shard remembers which weights made it, and the reader refuses shards from other weights.
+A shard remembers which weights made it and, for avworld clips, which version of the world rendered them; the reader
+refuses shards from other weights or another world version.
 """
 
 from __future__ import annotations
@@ -27,17 +28,33 @@ def write_shard(
     captions: list[str],
     metas: list[dict],
     hashes: dict[str, str],
+    source: dict[str, str] | None = None,
 ) -> Path:
-    """video (n, c, t, h, w) and audio (n, c, m) raw latents of n clips -> one shard (written atomically)."""
+    """video (n, c, t, h, w) and audio (n, c, m) raw latents of n clips -> one shard (written atomically).
+    source: where the clips came from, e.g. {"source": "avworld", "world_version": "2"}."""
     if not (len(video) == len(audio) == len(captions) == len(metas)):
         raise InputError("a shard needs the same number of video latents, audio latents, captions and metas")
     metadata = {"format": FORMAT, "captions": json.dumps(captions), "meta": json.dumps(metas),
-                "video_ae_hash": hashes["video"], "audio_ae_hash": hashes["audio"]}  # fmt: skip
+                "video_ae_hash": hashes["video"], "audio_ae_hash": hashes["audio"], **(source or {})}  # fmt: skip
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         save_file({"video": video.contiguous().float(), "audio": audio.contiguous().float()}, str(tmp), metadata)
     return path
+
+
+def check_world(path: Path, meta: dict) -> None:
+    """Refuse avworld latents rendered by another version of the world (shards written before versions were
+    recorded hold avworld clips of version 1: their per-clip meta names a family)."""
+    from avgen.data.avworld.world import WORLD_VERSION
+
+    avworld = meta.get("source") == "avworld" or ("source" not in meta and '"family"' in meta.get("meta", ""))
+    version = int(meta.get("world_version", 1))
+    if avworld and version != WORLD_VERSION:
+        raise InputError(
+            f"{path} holds avworld clips of world version {version}, but this avgen renders version {WORLD_VERSION}: "
+            f"the latents are stale; re-run tools/cache_latents.py"
+        )
 
 
 class LatentShards(Dataset):
@@ -71,6 +88,7 @@ class LatentShards(Dataset):
                             f"{f} was made by different {key} autoencoder weights ({have} != {want[key][:12]}): "
                             f"the latents are stale; re-run tools/cache_latents.py with these AEs"
                         )
+                check_world(f, meta)
                 videos.append(sf.get_tensor("video"))
                 audios.append(sf.get_tensor("audio"))
             self.captions += json.loads(meta["captions"])

@@ -143,17 +143,18 @@ def av_align(clip: AVClip) -> float:
 
 
 def mouth_movement(video: torch.Tensor) -> np.ndarray:
-    """Per-frame mouth openness proxy: deviation from the clip's median frame inside the region that moves most.
+    """Per-frame mouth openness proxy: how dark the region that moves most is (an open mouth shows the dark cavity).
 
-    The region is the top 2 % of pixels by temporal standard deviation (in a talking head, the mouth). Sign-free, so
-    it needs no assumption about whether an open mouth is darker or lighter than the face.
+    The region is the top 2 % of pixels by temporal standard deviation (in a talking head, the mouth). The signed
+    darkness follows the opening both ways; a deviation from the clip's median frame (the earlier proxy) folds over
+    when the mouth rests half open, so a closing and an opening mouth read the same (measured on avworld's
+    phoneme-driven mouths: 0.84 mouth_sync with the deviation, 0.91 with darkness; 0.95 with both on version 1).
     """
     g = grey_frames(video)
     std = g.std(0)
     k = max(4, int(0.02 * std.size))
     region = np.argsort(std.ravel())[-k:]
-    flat = g.reshape(len(g), -1)[:, region]
-    return np.abs(flat - np.median(flat, axis=0)).mean(1)
+    return -g.reshape(len(g), -1)[:, region].mean(1)
 
 
 def mouth_sync(clip: AVClip) -> float:

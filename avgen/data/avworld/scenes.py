@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from avgen.data.avworld import render, sounds
+from avgen.data.avworld import render, sounds, visemes
+from avgen.data.avworld.speech import speak
 from avgen.data.avworld.vocab import (
     BACKGROUNDS,
     COLOURS,
@@ -20,7 +21,6 @@ from avgen.data.avworld.vocab import (
     SHAPES,
     SIZES,
     VOICES,
-    WORDS,
 )
 
 
@@ -160,55 +160,14 @@ def bounce(rng: np.random.Generator, f: Frame) -> Scene:
 SKIN = ((0.96, 0.80, 0.65), (0.85, 0.64, 0.46), (0.62, 0.43, 0.30), (0.42, 0.28, 0.20))
 
 
-def speech(rng: np.random.Generator, f: Frame, pitch: float):
-    """Words with irregular syllable timing. Returns (mono signal, mouth envelope (N,), words, syllable onsets)."""
-    sig = np.zeros(f.n, np.float32)
-    mouth_env = np.zeros(f.n, np.float32)
-    words, onsets = [], []
-    t, attempts = rng.uniform(0.05, 0.35), 0
-    names = list(WORDS)
-    while True:
-        word = names[rng.integers(len(names))]
-        syllables = WORDS[word]
-        plan, tt = [], t
-        for cons, vow in syllables:
-            cdur = sounds.CONSONANTS[cons][1] if cons else 0.0
-            vdur = rng.uniform(0.11, 0.24) if vow else 0.0
-            plan.append((tt, cons, vow, vdur))
-            tt += cdur + vdur + rng.uniform(0.02, 0.11)
-        if tt > f.duration - 0.05 and words:
-            break
-        if tt > f.duration - 0.05 and attempts < 20:  # the first word must fit: start earlier, try another word
-            t, attempts = max(0.05, t - 0.1), attempts + 1
-            continue
-        for start, cons, vow, vdur in plan:
-            s0 = round(start * f.sr)
-            onsets.append(start)
-            if cons:
-                c_sig, c_env, c_open = sounds.consonant(cons, f.sr, rng, pitch)
-                sounds.place(sig, c_sig, s0)
-                sounds.place(mouth_env, c_env * c_open, s0)
-                s0 += len(c_sig)
-            if vow:
-                v_sig, v_env = sounds.vowel(vdur, vow, pitch, f.sr, rng)
-                sounds.place(sig, v_sig, s0)
-                sounds.place(mouth_env, v_env * sounds.VOWEL_OPEN[vow], s0)
-        words.append(word)
-        t = tt + rng.uniform(0.1, 0.3)
-    return sig, mouth_env, words, onsets
-
-
 def talk(rng: np.random.Generator, f: Frame) -> Scene:
+    """A face speaking the caption's words (eSpeak NG); the mouth's opening and width follow the phonemes."""
     bg_name, bg, grad = pick_background(rng)
     video = render.background(f.t, f.h, f.w, bg, grad)
     voice = list(VOICES)[rng.integers(len(VOICES))]
-    pitch = float(rng.uniform(*VOICES[voice]))
-    sig, mouth_env, words, onsets = speech(rng, f, pitch)
-    # mouth openness at frame k: the mean mouth envelope over that frame's time span
-    edges = np.clip(np.round((np.arange(f.t + 1) - 0.5) / f.fps * f.sr).astype(int), 0, f.n)
-    csum = np.concatenate([[0.0], np.cumsum(mouth_env, dtype=np.float64)])
-    mouth = ((csum[edges[1:]] - csum[edges[:-1]]) / np.maximum(edges[1:] - edges[:-1], 1)).astype(np.float32)
-    mouth = np.clip(mouth / 0.8, 0.0, 1.0)
+    said = speak(rng, f.n, f.sr, voice)
+    opening = visemes.per_frame(said.opening, f.t, f.fps)  # (t,) mean over each frame's span
+    width = visemes.per_frame(said.width, f.t, f.fps)
     s, cx, cy = f.scale, f.w / 2, f.h / 2
     skin = SKIN[rng.integers(len(SKIN))]
     still = np.tile(np.array([[cx, cy]], np.float32), (f.t, 1))
@@ -216,12 +175,18 @@ def talk(rng: np.random.Generator, f: Frame) -> Scene:
     for ex in (-0.13, 0.13):
         eye = np.tile(np.array([[cx + ex * s, cy - 0.09 * s]], np.float32), (f.t, 1))
         render.paint(video, render.shape_mask("circle", eye, 0.045 * s, f.h, f.w), (0.1, 0.1, 0.12))
-    mouth_mask = render.ellipse_mask(cx, cy + 0.17 * s, np.full(f.t, 0.13 * s), (0.015 + 0.11 * mouth) * s, f.h, f.w)
-    render.paint(video, mouth_mask, (0.35, 0.05, 0.08))
+    half_w = (0.1 + 0.05 * width) * s  # rounded lips are narrow, spread lips wide
+    half_h = (0.012 + 0.115 * opening) * s
+    render.paint(video, render.ellipse_mask(cx, cy + 0.17 * s, half_w, half_h, f.h, f.w), (0.35, 0.05, 0.08))
     audio = np.zeros((f.channels, f.n), np.float32)
-    mix_in(audio, sig, 0, pan=0.0)
-    attrs = {"voice": voice, "pitch": pitch, "words": words, "skin": SKIN.index(skin), "background": bg_name}
-    return Scene(video, audio, attrs, onsets, mouth=mouth.tolist())
+    mix_in(audio, said.audio, 0, pan=0.0)
+    attrs = {"voice": voice, "pitch": said.speaker["pitch"], "words": said.words, "skin": SKIN.index(skin),
+             "background": bg_name, "speaker": said.speaker}  # fmt: skip
+    vowels = [t for name, t in said.phonemes if visemes.viseme_of(name) in ("open", "mid", "round", "spread")
+              and name.strip(visemes.STRESS) not in ("w", "j")]  # fmt: skip
+    truth = {"phonemes": said.phonemes, "word_times": said.word_times, "mouth_width": width.tolist(),
+             "visemes": [(visemes.viseme_of(name), t) for name, t in said.phonemes]}  # fmt: skip
+    return Scene(video, audio, attrs, vowels, mouth=opening.tolist(), extra=truth)
 
 
 # ------------------------------------------------------------------------------------------

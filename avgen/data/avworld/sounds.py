@@ -1,4 +1,4 @@
-"""Sound synthesis for the avworld: impacts, speech-like syllables, beeps. All mono float32 at `sr`.
+"""Sound synthesis for the avworld: impacts and beeps (speech: avgen/data/avworld/speech.py). All mono float32 at `sr`.
 
 Sounds are placed at exact sample positions, so an event at t seconds starts at sample round(t * sr).
 """
@@ -13,35 +13,6 @@ IMPACTS = {
     "circle": ((1.0, 2.3, 4.1), (0.045, 0.025, 0.015), 260.0, 0.5),  # wooden knock: low, short, noisy
     "square": ((1.0, 1.58, 2.37, 3.12), (0.30, 0.22, 0.16, 0.12), 620.0, 0.05),  # metal: inharmonic, ringing
     "triangle": ((1.0, 2.76), (0.20, 0.09), 2100.0, 0.02),  # glass: high, pure
-}
-
-# vowel -> formants F1, F2, F3 in Hz (rough averages of adult speech)
-FORMANTS = {
-    "a": (750.0, 1200.0, 2500.0),
-    "e": (500.0, 1900.0, 2550.0),
-    "i": (300.0, 2250.0, 2950.0),
-    "o": (480.0, 850.0, 2450.0),
-    "u": (330.0, 900.0, 2300.0),
-}
-# vowel -> how wide the mouth opens for it (the mouth follows the envelope times this)
-VOWEL_OPEN = {"a": 1.0, "e": 0.8, "i": 0.6, "o": 0.85, "u": 0.65}
-# consonant -> (kind, duration s, band low Hz, band high Hz)
-CONSONANTS = {
-    "s": ("noise", 0.09, 4000.0, 7500.0),
-    "f": ("noise", 0.08, 1500.0, 7000.0),
-    "h": ("noise", 0.06, 500.0, 3000.0),
-    "v": ("noise", 0.05, 1000.0, 5000.0),
-    "t": ("burst", 0.03, 2500.0, 7000.0),
-    "k": ("burst", 0.035, 1200.0, 3500.0),
-    "p": ("burst", 0.025, 400.0, 2500.0),
-    "b": ("burst", 0.02, 200.0, 1500.0),
-    "d": ("burst", 0.02, 1500.0, 4500.0),
-    "m": ("nasal", 0.06, 250.0, 0.0),
-    "n": ("nasal", 0.06, 300.0, 0.0),
-    "l": ("nasal", 0.05, 400.0, 0.0),
-    "r": ("nasal", 0.05, 450.0, 0.0),
-    "w": ("nasal", 0.05, 350.0, 0.0),
-    "y": ("nasal", 0.04, 300.0, 0.0),
 }
 
 
@@ -87,42 +58,6 @@ def envelope(n: int, attack: int, release: int) -> np.ndarray:
     if r:
         env[n - r :] = np.linspace(1.0, 0.0, r, dtype=np.float32)
     return env
-
-
-def vowel(
-    duration: float, vowel_name: str, pitch: float, sr: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """A voiced syllable nucleus: glottal pulses at `pitch` (with a falling contour) through three formants.
-
-    Returns (signal, amplitude envelope), both (n,).
-    """
-    n = int(duration * sr)
-    contour = pitch * np.linspace(1.08, 0.92, n, dtype=np.float64) * (1 + 0.01 * rng.standard_normal())
-    phase = np.cumsum(contour / sr)
-    pulses = np.diff(np.floor(phase), prepend=0.0).astype(np.float32)  # one impulse per glottal period
-    source = lfilter([1.0], [1.0, -0.97], pulses).astype(np.float32)  # glottal roll-off
-    f1, f2, f3 = FORMANTS[vowel_name]
-    voiced = resonator(source, f1, 90, sr) + 0.6 * resonator(source, f2, 110, sr) + 0.3 * resonator(source, f3, 160, sr)
-    env = envelope(n, int(0.015 * sr), int(0.04 * sr))
-    voiced = voiced / (np.abs(voiced).max() + 1e-8)
-    return voiced * env, env
-
-
-def consonant(name: str, sr: int, rng: np.random.Generator, pitch: float) -> tuple[np.ndarray, np.ndarray, float]:
-    """A consonant; returns (signal, amplitude envelope, mouth openness factor while it sounds)."""
-    kind, dur, lo, hi = CONSONANTS[name]
-    n = int(dur * sr)
-    if kind == "nasal":  # voiced, low, nearly closed mouth
-        sig, env = vowel(dur, "u", pitch, sr, rng)
-        sig = resonator(sig, lo, 120, sr)
-        sig = 0.35 * sig / (np.abs(sig).max() + 1e-8)
-        return sig, 0.35 * env, 0.25
-    noise = bandpass_noise(n, lo, hi, sr, rng)
-    attack = int(0.002 * sr) if kind == "burst" else int(0.01 * sr)
-    env = envelope(n, attack, n // 2 if kind == "burst" else int(0.02 * sr))
-    level = 0.45 if kind == "burst" else 0.3
-    sig = level * noise / (np.abs(noise).max() + 1e-8) * env
-    return sig.astype(np.float32), level * env, 0.6
 
 
 def beep(duration: float, freq: float, sr: int) -> np.ndarray:

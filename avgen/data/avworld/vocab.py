@@ -37,26 +37,10 @@ SPEAKER = {
     "high": ("a woman", "a woman with a high voice", "a high-voiced speaker"),
 }
 
-# Each word is a sequence of syllables (consonant, vowel); consonant "" means none.
-WORDS: dict[str, tuple[tuple[str, str], ...]] = {
-    "hello": (("h", "e"), ("l", "o")),
-    "river": (("r", "i"), ("v", "e")),
-    "sunny": (("s", "a"), ("n", "i")),
-    "table": (("t", "e"), ("b", "o")),
-    "kitten": (("k", "i"), ("t", "e")),
-    "apple": (("", "a"), ("p", "o")),
-    "moon": (("m", "u"),),
-    "seven": (("s", "e"), ("v", "e")),
-    "paper": (("p", "a"), ("p", "e")),
-    "window": (("w", "i"), ("d", "o")),
-    "yes": (
-        ("y", "e"),
-        ("s", ""),
-    ),
-    "banana": (("b", "a"), ("n", "a"), ("n", "a")),
-    "forest": (("f", "o"), ("r", "e"), ("s", "")),
-    "tomato": (("t", "o"), ("m", "a"), ("t", "o")),
-}
+# The words the talking heads say (spoken by eSpeak NG, avgen/data/avworld/speech.py); captions quote them.
+WORDS = ("hello", "river", "sunny", "table", "kitten", "apple", "moon", "seven", "paper", "window", "yes", "banana",
+         "forest", "tomato", "garden", "water", "music", "happy", "coffee", "pencil", "rabbit", "lemon", "ocean",
+         "bottle")  # fmt: skip
 
 # Lamp beeps: name -> tone in Hz
 PITCHES = {"low": 330.0, "middle": 660.0, "high": 1320.0}

@@ -15,11 +15,16 @@ from avgen.data.avworld.vocab import FAMILIES
 from avgen.errors import InputError
 from avgen.media import AVClip
 
+# what the clips of a (seed, index) are: bumped whenever a change alters them (latent caches record it and refuse
+# another version). 1: formant syllables; 2: eSpeak NG speech with phoneme-driven mouths (opening and width).
+WORLD_VERSION = 2
+
 
 class AVWorld(Dataset):
     """Clips where the sound is caused by what is seen; `world[i]` is a pure function of (seed, i).
 
-    Each clip has `meta` = {family, attributes, events (s), mouth (per frame, talk only), seed, index}.
+    Each clip has `meta` = {family, attributes, events (s), seed, index, world_version}; talking heads add mouth and
+    mouth_width (per frame), phonemes, visemes and word_times. `meta` is ground truth: metrics never read it.
     """
 
     def __init__(
@@ -70,9 +75,10 @@ class AVWorld(Dataset):
         audio = audio + room_tone(rng, audio.shape)
         caption = CAPTIONS[family](rng, scene.attributes)
         meta = {"family": family, "attributes": scene.attributes, "events": [float(e) for e in scene.events],
-                "seed": self.seed, "index": int(index)}  # fmt: skip
+                "seed": self.seed, "index": int(index), "world_version": WORLD_VERSION}  # fmt: skip
         if scene.mouth is not None:
             meta["mouth"] = scene.mouth
+        meta.update(scene.extra)  # ground truth for evaluation only (talk: phonemes, visemes, word times)
         return AVClip(
             video=torch.from_numpy(to_uint8(scene.video)),
             audio=torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)),
