@@ -53,6 +53,7 @@ class Scene:
     events: list[float]
     mouth: list[float] | None = None
     extra: dict = field(default_factory=dict)
+    masks: list[np.ndarray] = field(default_factory=list)  # visible coverage (T, H, W) of each object / the lamp
 
 
 def mix_in(track: np.ndarray, sound: np.ndarray, start: int, pan: float) -> None:
@@ -129,14 +130,16 @@ def bounce(rng: np.random.Generator, f: Frame) -> Scene:
     count = 1 if rng.uniform() < 0.7 else 2
     colour_names = list(COLOURS)
     chosen = rng.choice(len(colour_names), size=count, replace=False)
-    objects, events = [], []
+    objects, events, masks = [], [], []
     for k in range(count):
         shape = SHAPES[rng.integers(len(SHAPES))]
         size = SIZES[rng.integers(len(SIZES))]
         colour = colour_names[chosen[k]]
         radius = (0.09 if size == "small" else 0.15) * f.scale
         centres, contacts = simulate_bounces(rng, f, radius)
-        render.paint(video, render.shape_mask(shape, centres, radius, f.h, f.w), COLOURS[colour])
+        mask = render.shape_mask(shape, centres, radius, f.h, f.w)
+        render.paint(video, mask, COLOURS[colour])
+        masks = [m * (1.0 - mask) for m in masks] + [mask]  # the later object hides the earlier
         for tc, vn in contacts:
             x = centres[min(f.t - 1, round(tc * f.fps)), 0]
             snd = sounds.impact(shape, 1.0 if size == "small" else 1.6, min(1.0, 0.4 + 0.5 * vn), f.sr, rng)
@@ -151,7 +154,7 @@ def bounce(rng: np.random.Generator, f: Frame) -> Scene:
         "sound": SHAPE_SOUNDS[objects[0]["shape"]],
         "background": bg_name,
     }
-    return Scene(video, audio, attrs, sorted(events))
+    return Scene(video, audio, attrs, sorted(events), masks=masks)
 
 
 # ------------------------------------------------------------------------------------------
@@ -216,12 +219,13 @@ def blink(rng: np.random.Generator, f: Frame) -> Scene:
     centre = np.tile(np.array([[cx, cy]], np.float32), (f.t, 1))
     halo = render.shape_mask("circle", centre, 1.7 * radius, f.h, f.w) * (0.35 * lit)[:, None, None]
     render.paint(video, halo, col)
-    render.paint(video, render.shape_mask(shape, centre, radius, f.h, f.w), per_frame)
+    lamp = render.shape_mask(shape, centre, radius, f.h, f.w)
+    render.paint(video, lamp, per_frame)
     audio = np.zeros((f.channels, f.n), np.float32)
     for a, b in intervals:
         mix_in(audio, sounds.beep(b - a, PITCHES[pitch_name], f.sr), round(a * f.sr), pan=float(2 * cx / f.w - 1))
     attrs = {"colour": colour, "shape": shape, "pitch": pitch_name, "background": bg_name, "intervals": intervals}
-    return Scene(video, audio, attrs, [a for a, _ in intervals])
+    return Scene(video, audio, attrs, [a for a, _ in intervals], masks=[lamp])
 
 
 FAMILY_FNS = {"bounce": bounce, "talk": talk, "blink": blink}

@@ -63,12 +63,22 @@ class AVWorld(Dataset):
     def family_of(self, index: int) -> str:
         return self.families[int(self.rng(index).integers(len(self.families)))]
 
-    def __getitem__(self, index: int) -> AVClip:
+    def object_masks(self, index: int) -> list[tuple[dict, np.ndarray]]:
+        """For evaluation only: (attributes, visible coverage (T, H, W) in [0, 1]) of each bouncing object, or of
+        the lamp; none for talking heads. Metrics of generated clips never see these."""
+        scene, _, family = self._scene(index)
+        attrs = scene.attributes["objects"] if family == "bounce" else [scene.attributes] if family == "blink" else []
+        return list(zip(attrs, scene.masks, strict=True))
+
+    def _scene(self, index: int):
         if not 0 <= index < self.length:
             raise IndexError(f"avworld index {index} out of range [0, {self.length})")
         rng = self.rng(index)
         family = self.families[int(rng.integers(len(self.families)))]
-        scene = FAMILY_FNS[family](rng, self.frame)
+        return FAMILY_FNS[family](rng, self.frame), rng, family
+
+    def __getitem__(self, index: int) -> AVClip:
+        scene, rng, family = self._scene(index)
         peak = float(np.abs(scene.audio).max())
         target = rng.uniform(0.5, 0.9)
         audio = scene.audio * (target / peak) if peak > 0 else scene.audio
