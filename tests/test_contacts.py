@@ -37,3 +37,19 @@ def test_object_fidelity_reads_kept_and_lost_objects():
     erased = torch.where(inside, background[None], clip.video)  # the object painted over with the background
     lost = object_fidelity(clip.video, erased, coverage)
     assert lost["contrast kept"] < 0.1 and lost["colour error"] > 0.1
+
+
+def test_round_trip_reports_of_a_perfect_autoencoder_keep_everything():
+    from avgen.evaluation import audio_report, video_report
+
+    world = AVWorld(seed=31)
+    clips = [world[i] for i in range(6)]
+    masks = [world.object_masks(i) for i in range(6)]
+    video = video_report(clips, [c.video for c in clips], masks, FRAME)
+    assert video["object colour error"] == 0.0 and video["object contrast kept"] == 1.0
+    assert video["objects vanished (count)"] == 0.0 and video["colour kept"] == 1.0 and video["family kept"] == 1.0
+    assert video["contacts seen again (video detector)"] == 1.0
+    audio = audio_report(clips, [c.audio for c in clips], FRAME)
+    assert audio["audio log-mel L1"] == 0.0 and audio["sound kept"] == 1.0
+    silent = audio_report(clips, [0 * c.audio for c in clips], FRAME)
+    assert silent["contacts with an onset (recall)"] == 0.0 and silent["audio log-mel L1"] > 1.0

@@ -130,6 +130,14 @@ def test_cli_debug_run_end_to_end(tmp_path):
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [1, 2, 3] and all("mel" in x for x in lines)
     assert load(out / "export").geometry.latent_rate == 40
+    # validation every 2 steps: the round-trip report is logged and the training is unchanged
+    val = subprocess.run(cmd[:-1] + [f"out_dir={tmp_path / 'val'}", "trainer.val_every=2", "validation.clips=3"],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert val.returncode == 0, val.stderr[-2000:]
+    logged = [json.loads(x) for x in (tmp_path / "val" / "metrics.jsonl").read_text().splitlines()]
+    reports = [x for x in logged if "val/audio log-mel L1" in x]
+    assert [x["step"] for x in reports] == [2] and "val/contacts with an onset (recall)" in reports[0]
+    assert [x["loss"] for x in logged if "loss" in x] == [x["loss"] for x in lines]
     bad = subprocess.run(cmd[:3] + ["ae=nonexistent"], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "nonexistent" in bad.stderr and "Traceback" not in bad.stderr
 

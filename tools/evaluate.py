@@ -40,6 +40,7 @@ from avgen.metrics.attributes import (
     read_attributes,
 )
 from avgen.metrics.frechet import fd_scores
+from avgen.metrics.onsets import match_events
 from avgen.metrics.sync import offset_error
 from avgen.paths import portable_path
 from avgen.pipeline import AVGenPipeline
@@ -133,14 +134,6 @@ def sync_metrics(clips: list[AVClip], talk: list[bool]) -> dict[str, float]:
         "AV-Align": float(np.mean([av_align(c) for c in clips])),
         "mouth_sync (talking heads)": float(np.mean(mouth)) if mouth else float("nan"),
     }
-
-
-def onset_match(onsets: np.ndarray, contacts: list[float], tol: float = FRAME_TOL) -> tuple[float, float]:
-    """(share of onsets within tol of a contact, share of contacts with an onset within tol); nan when none."""
-    o, c = np.asarray(onsets, float), np.asarray(contacts, float)
-    precision = float(np.mean([np.abs(c - x).min() <= tol for x in o])) if len(o) and len(c) else float("nan")
-    recall = float(np.mean([np.abs(o - x).min() <= tol for x in c])) if len(o) and len(c) else float(len(c) == 0)
-    return precision, recall
 
 
 def attribute_rows(sets: dict[str, tuple[list[AVClip], list[dict]]]) -> dict[str, dict]:
@@ -289,7 +282,7 @@ def video_to_audio(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict,
             "audio-shuffled": shuffled(reals, ["b"] * len(reals))}  # fmt: skip
     out = {}
     for name, clips in sets.items():
-        pr = np.array([onset_match(detect_onsets(c.audio, c.sample_rate), r.meta["events"])
+        pr = np.array([match_events(detect_onsets(c.audio, c.sample_rate), r.meta["events"], FRAME_TOL)
                        for c, r in zip(clips, reals, strict=True)])  # fmt: skip
         out[name] = {
             "onsets within a frame of a contact (share)": float(np.nanmean(pr[:, 0])),
@@ -305,7 +298,8 @@ def video_to_audio(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict,
 def cross_modal(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict, list[AVClip]]:
     """The dependence probe (avgen.metrics.dependence) on args.probe_clips held-out clips per family."""
     from avgen.data.avworld.vocab import FAMILIES
-    from avgen.metrics.dependence import dependence, probes_from_clips
+    from avgen.evaluation import probes_from_clips
+    from avgen.metrics.dependence import dependence
 
     clips = []
     for family in FAMILIES:

@@ -19,7 +19,7 @@ from avgen.data import AVWorld
 from avgen.data.avworld.vocab import FAMILIES
 from avgen.data.latents import LatentShards
 from avgen.errors import InputError, MissingFileError
-from avgen.metrics.dependence import probes_from_clips
+from avgen.evaluation import probes_from_clips
 from avgen.models.dit import build_dit
 from avgen.pipeline import AVGenPipeline, export_model, model_config
 from avgen.tokens import ClipFormat

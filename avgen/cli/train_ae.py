@@ -7,9 +7,20 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from avgen.cli.common import CONFIG_DIR, check_resume, friendly_errors, record_run_config, run_dir
-from avgen.train.ae_loop import AETrainConfig, train_autoencoder
+from avgen.data import AVWorld
+from avgen.train.ae_loop import AERoundTrip, AETrainConfig, train_autoencoder
 from avgen.train.checkpoint import seed_all
 from avgen.train.checks import check_numbers
+
+
+def _validator(cfg: DictConfig) -> AERoundTrip | None:
+    """The round-trip report on validation.clips held-out avworld clips (the held-out seed of tools/eval_ae.py)."""
+    if not cfg.validation.clips:
+        return None
+    c = cfg.clip
+    world = AVWorld(cfg.validation.seed, duration=c.duration, fps=c.fps, size=c.size, sample_rate=c.sample_rate)
+    n = int(cfg.validation.clips)
+    return AERoundTrip([world[i] for i in range(n)], [world.object_masks(i) for i in range(n)], 1.0 / c.fps)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -26,7 +37,8 @@ def run(cfg: DictConfig) -> dict:
     record_run_config(cfg, out)
     n_params = sum(p.numel() for p in ae.parameters())
     print(f"training {cfg.ae.name} ({ae.kind}, {n_params / 1e6:.2f} M parameters, {ae.geometry}) -> {out}")
-    last = train_autoencoder(ae, loss_fn, data, trainer, out, optimizer=instantiate(cfg.optim))
+    validate = _validator(cfg) if trainer.val_every else None
+    last = train_autoencoder(ae, loss_fn, data, trainer, out, optimizer=instantiate(cfg.optim), validate=validate)
     print(f"done: loss {last.get('loss', float('nan')):.4f}; exported to {out}/export")
     return last
 

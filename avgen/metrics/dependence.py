@@ -9,7 +9,7 @@ roles. A joint model whose gaps are zero is two unconditional models sharing wei
 
 The same losses restricted to the tokens near an event (a contact, a syllable, a lamp lighting: within one video
 frame of it) say whether the other modality helps where it should. Those event times come from the world's ground
-truth and serve evaluation only; the gaps themselves read nothing but tokens.
+truth and serve evaluation only (avgen.evaluation.probes_from_clips); the gaps themselves read nothing but tokens.
 """
 
 from __future__ import annotations
@@ -73,23 +73,6 @@ def make_probe_set(video, audio, text, text_mask, families, layout, events, fram
     near_v, near_a = near_events(layout, events, frame_seconds)
     return ProbeSet(video.float(), audio.float(), text, text_mask, list(families), derangement(families), eps_v,
                     eps_a, near_v, near_a)  # fmt: skip
-
-
-@torch.no_grad()
-def probes_from_clips(clips, video_ae, audio_ae, text_encoder, layout, seed: int = 0) -> ProbeSet:
-    """AVClips (with meta "family" and "events" where known) -> a ProbeSet at the layout's format; a clip without a
-    family counts as family "all" and one without events has no event tokens."""
-    from avgen.data import collate_clips
-
-    batch = collate_clips(clips)
-    dev = next(video_ae.parameters()).device
-    zv = video_ae.normalize(video_ae.encode(batch["video"].to(dev))).cpu()  # (n, c, t, h, w)
-    za = audio_ae.normalize(audio_ae.encode(batch["audio"].to(dev))).cpu()  # (n, c, m)
-    xv, xa = layout.patchify(zv, za)  # (n, lv, pv), (n, la, pa)
-    text, mask = text_encoder([c.caption for c in clips])
-    families = [c.meta.get("family", "all") for c in clips]
-    events = [c.meta.get("events", []) for c in clips]
-    return make_probe_set(xv, xa, text.cpu(), mask.cpu(), families, layout, events, 1.0 / clips[0].fps, seed)
 
 
 def _conditioned_losses(model, probes: ProbeSet, layout, target: str, levels, batch: int):

@@ -90,3 +90,12 @@ def onset_envelope(audio: torch.Tensor | np.ndarray, sr: int, rate: float) -> np
         if edges[i + 1] > edges[i]:
             out[i] = flux[edges[i] : edges[i + 1]].max()
     return out
+
+
+def match_events(found: np.ndarray | list, true: np.ndarray | list, tol: float) -> tuple[float, float]:
+    """(share of found times within tol of a true one, share of true times with a found one within tol); nan for a
+    share of nothing (no found times: precision nan; no true times: recall 1 when nothing was found, else 0)."""
+    f, t = np.asarray(found, float), np.asarray(true, float)
+    precision = float(np.mean([np.abs(t - x).min() <= tol for x in f])) if len(f) and len(t) else float("nan")
+    recall = float(np.mean([np.abs(f - x).min() <= tol for x in t])) if len(f) and len(t) else float(len(t) == 0)
+    return precision, recall

@@ -45,6 +45,7 @@ class AETrainConfig:
     keep: int = 3
     log_every: int = 20
     stats_batches: int = 16
+    val_every: int = 0  # N > 0: every N steps, the round-trip report on fixed held-out clips (see validate=)
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
@@ -75,9 +76,10 @@ def make_batch(data, modality: str, step: int, cfg: AETrainConfig, geometry) -> 
 
 
 def train_autoencoder(ae: Autoencoder, loss_fn, data, cfg: AETrainConfig, out_dir: str | Path,
-                      optimizer: OptimizerFactory | None = None) -> dict:  # fmt: skip
+                      optimizer: OptimizerFactory | None = None, validate=None) -> dict:  # fmt: skip
     """Train (or resume) `ae` on `data` and export it with measured latent stats to out_dir/export.
-    optimizer: params -> optimizer (the optim config group), AdamW from cfg when None."""
+    optimizer: params -> optimizer (the optim config group), AdamW from cfg when None; validate(ae, step) -> metrics
+    every cfg.val_every steps (in eval mode, outside the training RNG: see AERoundTrip)."""
     check_numbers(cfg)
     out = Path(out_dir)
     device = torch.device(cfg.device)
@@ -102,6 +104,8 @@ def train_autoencoder(ae: Autoencoder, loss_fn, data, cfg: AETrainConfig, out_di
     def after(step: int, last: dict) -> None:
         if due(step, cfg.log_every, cfg.steps):
             logger.log(step, last)
+        if validate is not None and cfg.val_every and step % cfg.val_every == 0:
+            logger.log(step, validate(ae, step))
         if due(step, cfg.ckpt_every, cfg.steps):
             save_checkpoint(out / "checkpoints", step, {
                 "model": ae.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
@@ -125,6 +129,31 @@ def _resume(out: Path, device, ae: Autoencoder, opt, sched) -> int:
     restore_rng_state(state["rng"])
     log.info("resumed from %s at step %d", found, int(state["step"]))
     return int(state["step"])
+
+
+class AERoundTrip:
+    """validate(ae, step) -> {"val/<metric>": value}: avgen.evaluation's round-trip report of the AE's modality on
+    fixed clips (with their object masks), in eval mode; the global RNG state is restored, so a run with validation
+    trains exactly like one without."""
+
+    def __init__(self, clips, masks, frame: float) -> None:
+        self.clips, self.masks, self.frame = clips, masks, frame
+
+    def __call__(self, ae: Autoencoder, step: int) -> dict[str, float]:
+        from avgen import evaluation
+
+        rng, was = torch.get_rng_state(), ae.training
+        ae.eval()
+        try:
+            if ae.modality == "video":
+                report = evaluation.video_report(self.clips, evaluation.decode_video(self.clips, ae), self.masks,
+                                                 self.frame)  # fmt: skip
+            else:
+                report = evaluation.audio_report(self.clips, evaluation.decode_audio(self.clips, ae), self.frame)
+        finally:
+            torch.set_rng_state(rng)
+            ae.train(was)
+        return {f"val/{k}": v for k, v in report.items()}
 
 
 @torch.no_grad()

@@ -1,0 +1,144 @@
+"""Evaluation against the world's ground truth: the one place that reads `clip.meta` (avgen.metrics never does).
+
+- What an autoencoder round trip keeps of what generation needs: colours, shapes and contacts in the frames;
+  impacts, beeps and voices in the sound (tools/eval_ae.py and the AE trainer's validation pass).
+- The dependence probe's clips, with their families and event times (tools/evaluate.py and the DiT trainer's
+  validation pass; the probe itself is avgen.metrics.dependence).
+
+The detectors read decoded frames and samples only; object masks, contact times and the caption's attributes are the
+ground truth they are scored against.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+
+import numpy as np
+import torch
+
+from avgen.data.avworld.vocab import SHAPE_SOUNDS
+from avgen.media import AVClip
+from avgen.metrics.attributes import accuracy, attributes_from_meta, read_attributes
+from avgen.metrics.contacts import video_contacts
+from avgen.metrics.onsets import detect_onsets, match_events
+from avgen.metrics.recon import object_fidelity, psnr, si_sdr, ssim
+
+VANISHED = 0.25  # an object keeping under a quarter of its contrast has melted into the background
+
+
+@torch.no_grad()
+def decode_video(clips: list[AVClip], video_ae) -> list[torch.Tensor]:
+    """Each clip's frames through the video AE: uint8 (t, h, w, 3)."""
+    from avgen.data import collate_clips, video_from_model
+
+    dev = next(video_ae.parameters()).device
+    out = []
+    for c in clips:
+        x = collate_clips([dataclasses.replace(c, meta={})])["video"].to(dev)
+        out.append(video_from_model(video_ae.decode(video_ae.encode(x)).clamp(-1, 1)[0].cpu())[: c.video.shape[0]])
+    return out
+
+
+@torch.no_grad()
+def decode_audio(clips: list[AVClip], audio_ae) -> list[torch.Tensor]:
+    """Each clip's waveform through the audio AE: (c, n)."""
+    dev = next(audio_ae.parameters()).device
+    return [audio_ae.decode(audio_ae.encode(c.audio[None].to(dev))).clamp(-1, 1)[0, :, : c.audio.shape[1]].cpu()
+            for c in clips]  # fmt: skip
+
+
+def video_report(clips: list[AVClip], decoded: list[torch.Tensor], masks: list[list[tuple[dict, np.ndarray]]],
+                 frame: float) -> dict[str, float]:  # fmt: skip
+    """PSNR/SSIM, per-object colour error and contrast (from `masks`: AVWorld.object_masks), the video attributes
+    the detectors read back, and the contacts the video contact detector finds on real frames that it finds again."""
+    rows: dict[str, list] = defaultdict(list)
+    for clip, dec, objects in zip(clips, decoded, masks, strict=True):
+        rows["video PSNR (dB)"].append(psnr(clip.video, dec))
+        rows["video SSIM"].append(ssim(clip.video, dec))
+        for attrs, coverage in objects:
+            fid = object_fidelity(clip.video, dec, coverage)
+            rows["object colour error"].append(fid["colour error"])
+            rows["object contrast kept"].append(fid["contrast kept"])
+            if attrs.get("size") == "small":
+                rows["small objects: contrast kept"].append(fid["contrast kept"])
+            rows["objects vanished (count)"].append(float(fid["contrast kept"] < VANISHED))
+        if clip.meta.get("family") == "bounce":
+            real = video_contacts(clip.video, clip.fps)
+            again = video_contacts(dec, clip.fps)
+            rows["contacts seen again (video detector)"] += [len(again) > 0 and np.abs(np.array(again) - t).min()
+                                                             <= frame for t in real]  # fmt: skip
+            rows["contact detector recall on real frames"].append(match_events(real, clip.meta["events"], frame)[1])
+    out = {k: float(np.nansum(v)) if "count" in k else _mean(v) for k, v in rows.items()}
+    with_video = [dataclasses.replace(c, video=d, meta={}) for c, d in zip(clips, decoded, strict=True)]
+    out |= _attributes(clips, with_video, ("family", "colour", "shape"))
+    return out
+
+
+def audio_report(clips: list[AVClip], decoded: list[torch.Tensor], frame: float) -> dict[str, float]:
+    """Log-mel L1 and SI-SDR, onsets against the true contacts (within a frame), and what the detectors hear back:
+    per impact timbre (single-shape bounce clips), per beep pitch, the voice."""
+    from avgen.autoencoders.losses import log_mel_l1
+
+    rows: dict[str, list] = defaultdict(list)
+    for clip, dec in zip(clips, decoded, strict=True):
+        rows["audio log-mel L1"].append(float(log_mel_l1(clip.audio[None], dec[None], clip.sample_rate)))
+        rows["audio SI-SDR (dB)"].append(si_sdr(clip.audio, dec))
+        if clip.meta.get("family") == "bounce":
+            p, r = match_events(detect_onsets(dec, clip.sample_rate), clip.meta["events"], frame)
+            rows["onsets at a contact (precision)"].append(p)
+            rows["contacts with an onset (recall)"].append(r)
+    out = {k: _mean(v) for k, v in rows.items()}
+    with_audio = [dataclasses.replace(c, audio=d, meta={}) for c, d in zip(clips, decoded, strict=True)]
+    out |= _attributes(clips, with_audio, ("sound", "pitch", "voice"))
+    out |= _per_class(clips, with_audio)
+    return out
+
+
+def _mean(values) -> float:
+    """Mean of the finite values; nan when there are none."""
+    a = np.asarray(values, float)
+    return float(a[np.isfinite(a)].mean()) if np.isfinite(a).any() else float("nan")
+
+
+def _attributes(clips, trips, names) -> dict[str, float]:
+    """Per attribute in `names`, the share of (avworld) clips whose round trip reads back their caption's value."""
+    keep = [i for i, c in enumerate(clips) if "family" in c.meta]
+    if not keep:
+        return {}
+    truths = [attributes_from_meta(clips[i].meta) for i in keep]
+    got = accuracy([read_attributes(trips[i]) for i in keep], truths)
+    return {f"{k} kept": v for k, v in got.items() if k in names}
+
+
+def _per_class(clips, trips) -> dict[str, float]:
+    """Sound class kept per impact timbre (single-object bounce clips) and beep pitch kept per pitch."""
+    from avgen.metrics.attributes import detect_beep_pitch, detect_sounds
+
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for clip, trip in zip(clips, trips, strict=True):
+        a = clip.meta.get("attributes", {})
+        if clip.meta.get("family") == "bounce" and len(a["objects"]) == 1:
+            sound = SHAPE_SOUNDS[a["objects"][0]["shape"]]
+            hits[f"{sound} kept"].append(detect_sounds(trip.audio, trip.sample_rate) == (sound,))
+        elif clip.meta.get("family") == "blink":
+            hits[f"{a['pitch']} beep kept"].append(detect_beep_pitch(trip.audio, trip.sample_rate) == a["pitch"])
+    return {k: float(np.mean(v)) for k, v in sorted(hits.items())}
+
+
+@torch.no_grad()
+def probes_from_clips(clips, video_ae, audio_ae, text_encoder, layout, seed: int = 0):
+    """AVClips (with meta "family" and "events" where known) -> an avgen.metrics.dependence.ProbeSet at the layout's
+    format; a clip without a family counts as family "all" and one without events has no event tokens."""
+    from avgen.data import collate_clips
+    from avgen.metrics.dependence import make_probe_set
+
+    batch = collate_clips(clips)
+    dev = next(video_ae.parameters()).device
+    zv = video_ae.normalize(video_ae.encode(batch["video"].to(dev))).cpu()  # (n, c, t, h, w)
+    za = audio_ae.normalize(audio_ae.encode(batch["audio"].to(dev))).cpu()  # (n, c, m)
+    xv, xa = layout.patchify(zv, za)  # (n, lv, pv), (n, la, pa)
+    text, mask = text_encoder([c.caption for c in clips])
+    families = [c.meta.get("family", "all") for c in clips]
+    events = [c.meta.get("events", []) for c in clips]
+    return make_probe_set(xv, xa, text.cpu(), mask.cpu(), families, layout, events, 1.0 / clips[0].fps, seed)
