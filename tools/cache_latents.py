@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=2.0)
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--folder", default=None, help="a folder of real media instead of the avworld")
+    ap.add_argument(
+        "--families",
+        default=None,
+        help="avworld families drawn from, comma-separated; repeat one to weight it up (talk,talk,bounce)",
+    )
     ap.add_argument("--shard-size", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=16)
     args = ap.parse_args(argv)
@@ -45,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         data = MediaFolder(args.folder, args.duration, fps, sr, size=args.size, train=False)
         indices = range(min(args.count, len(data)))
     else:
-        data = AVWorld(seed=args.seed, duration=args.duration, fps=fps, size=args.size, sample_rate=sr)
+        families = args.families.split(",") if args.families else None
+        data = AVWorld(seed=args.seed, duration=args.duration, fps=fps, size=args.size, sample_rate=sr,
+                       families=families)  # fmt: skip
         indices = range(args.start, args.start + args.count)
     hashes = {"video": weights_hash(video_ae), "audio": weights_hash(audio_ae)}
     source = {"source": "folder"} if args.folder else {"source": "avworld", "world_version": str(WORLD_VERSION)}
