@@ -109,27 +109,30 @@ class CrossAttention(nn.Module):
 
 class SyncPath(nn.Module):
     """A time-aligned path from what is seen to what is heard (after MMAudio's per-frame sync features, inside the
-    one sequence): each audio token gets, added to its stream, a feature of the video tokens of its own window and
-    the two neighbouring ones, pooled over space by mean and max, so a contact anywhere in the frame can reach the
-    audio of its instant without attention having to find the object. A linear map gives each of the window's audio
-    tokens its own part (which sub-step the impact falls on); the output layer starts at zero (identity at init)."""
+    one sequence). Each video token is read together with the same place in the neighbouring windows (how that
+    place changes: an object arriving, turning, leaving); those motion features are pooled over space by mean and
+    max, so a contact anywhere in the frame reaches the audio of its instant without attention having to find the
+    object; a linear map gives each of the window's audio tokens its own part (which sub-step the impact falls on).
+    The output layer starts at zero: the path is the identity at init, so it can join a trained model."""
 
     def __init__(self, d: int, per_window: int, dim: int = 64) -> None:
         super().__init__()
         self.per_window, self.dim = per_window, dim
         self.norm = nn.LayerNorm(d, eps=1e-6)
         self.inp = nn.Linear(d, dim)
-        self.mix = nn.Linear(6 * dim, per_window * dim)
+        self.motion = nn.Linear(3 * dim, dim)
+        self.mix = nn.Linear(2 * dim, per_window * dim)
         self.out = nn.Linear(dim, d)
 
     def forward(self, hv: torch.Tensor, frames: int) -> torch.Tensor:
         """hv (b, lv, d) video states, frame-major over `frames` windows -> (b, frames * per_window, d) additions."""
         b = hv.shape[0]
         f = self.inp(self.norm(hv)).view(b, frames, -1, self.dim)  # (b, t, h*w, r)
-        pooled = torch.cat([f.mean(2), f.amax(2)], dim=-1)  # (b, t, 2r)
-        padded = F.pad(pooled, (0, 0, 1, 1))  # (b, t + 2, 2r): no window before the first or after the last
-        ctx = torch.cat([padded[:, :-2], padded[:, 1:-1], padded[:, 2:]], dim=-1)  # (b, t, 6r)
-        sub = F.gelu(self.mix(ctx)).view(b, frames * self.per_window, self.dim)  # (b, la, r)
+        padded = F.pad(f, (0, 0, 0, 0, 1, 1))  # (b, t + 2, h*w, r): nothing before the first or after the last
+        here = torch.cat([padded[:, :-2], f, padded[:, 2:]], dim=-1)  # (b, t, h*w, 3r): each place over 3 windows
+        motion = F.gelu(self.motion(here))  # (b, t, h*w, r)
+        pooled = torch.cat([motion.mean(2), motion.amax(2)], dim=-1)  # (b, t, 2r)
+        sub = F.gelu(self.mix(pooled)).view(b, frames * self.per_window, self.dim)  # (b, la, r)
         return self.out(sub)  # (b, la, d)
 
 
