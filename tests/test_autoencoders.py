@@ -271,3 +271,14 @@ def test_shipped_autoencoders_beat_the_mean_clip():
     mean_clip = a.mean(0, keepdim=True).expand_as(a)
     err_a, base_a = log_mel_l1(ah, a, 16000), log_mel_l1(mean_clip, a, 16000)
     assert err_a < 0.7 * base_a, (float(err_a), float(base_a))
+
+
+def test_foreground_weights_lift_a_small_object_over_its_background():
+    from avgen.autoencoders.losses import VideoAELoss, foreground_weights
+
+    x = torch.full((1, 3, 2, 32, 32), -0.3)  # a grey background
+    x[:, 1, :, 10:16, 10:16] = 0.6  # a small green square (3.5 % of the pixels)
+    w = foreground_weights(x, 8.0)
+    assert w.mean().item() == pytest.approx(1.0) and w[0, 0, 0, 12, 12] > 8 * w[0, 0, 0, 28, 28]
+    assert torch.equal(w[0, 0, 0, 9, 12], w[0, 0, 0, 12, 12])  # the edge ring counts as the object
+    assert VideoAELoss(foreground=0.0).foreground == 0.0
