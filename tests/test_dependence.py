@@ -54,9 +54,12 @@ def test_gap_is_one_for_a_model_that_needs_the_video_and_zero_for_one_that_canno
         assert seeing[fam]["v2a"]["own"] < 1e-10 and seeing[fam]["v2a"]["other"] > 0.1
         assert seeing[fam]["v2a"]["gap"] == pytest.approx(1.0)
         assert blind[fam]["v2a"]["own"] == blind[fam]["v2a"]["other"] > 0.1 and blind[fam]["v2a"]["gap"] == 0.0
-    flat = headline(seeing)
+    from avgen.metrics.dependence import probe
+
+    flat = headline(probe(Oracle(layout), probes, layout))
     assert flat["val/gap_v2a"] == pytest.approx(1.0) and flat["val/gap_a2v"] == 0.0  # its video ignores the audio
     assert flat["val/loss_v2a_own/bounce"] < 1e-10 and "val/gap_v2a_events/talk" in flat
+    assert flat["val/gap_v2a_at_noise/bounce"] == pytest.approx(1.0)  # the scored audio at pure noise
 
 
 def test_a_real_dit_probe_restores_training_mode_and_the_derangement_stays_in_family():

@@ -58,10 +58,10 @@ def markdown(res: dict) -> str:
     lines += ["", "## Cross-modal dependence (avgen.metrics.dependence: loss with the own vs another clip's other "
               "modality)", ""]  # fmt: skip
     head = ["family", "direction", "L(own)", "L(other)", "gap", "L(own), event tokens", "L(other), event tokens",
-            "gap, event tokens"]  # fmt: skip
+            "gap, event tokens", "gap at pure noise"]  # fmt: skip
     dep = res["dependence"]
-    lines += _table(head, [[fam, d, r["own"], r["other"], r["gap"], r["own_events"], r["other_events"], r["gap_events"]]
-                           for fam, dirs in dep.items() for d, r in dirs.items()])  # fmt: skip
+    lines += _table(head, [[fam, d, r["own"], r["other"], r["gap"], r["own_events"], r["other_events"], r["gap_events"],
+                            r.get("gap_at_noise")] for fam, dirs in dep.items() for d, r in dirs.items()])  # fmt: skip
     lines += ["", f"Generation real-time factor (t2av, s per clip second): {t2av['real-time factor']:.3f}; "
               f"sync guidance {cfg['cfg_sync']:g}.", ""]  # fmt: skip
     lines += ["", "## Time (s)", "", *(f"- {k}: {v:.1f}" for k, v in res["timing"].items()), ""]

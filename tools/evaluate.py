@@ -299,7 +299,7 @@ def cross_modal(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict, li
     """The dependence probe (avgen.metrics.dependence) on args.probe_clips held-out clips per family."""
     from avgen.data.avworld.vocab import FAMILIES
     from avgen.evaluation import probes_from_clips
-    from avgen.metrics.dependence import dependence
+    from avgen.metrics.dependence import probe
 
     clips = []
     for family in FAMILIES:
@@ -308,7 +308,7 @@ def cross_modal(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict, li
     layout = pipe.layout(pipe.duration)
     with torch.no_grad():
         probes = probes_from_clips(clips, pipe.video_ae, pipe.audio_ae, pipe.text, layout)
-    return dependence(pipe.dit, probes, layout), []
+    return probe(pipe.dit, probes, layout), []
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 import torch
 
 LEVELS = (0.25, 0.5, 0.75)
+# A diagnostic beside the definition: the gap with the scored modality at pure noise, where it cannot help itself
+# and all it knows comes from the other one (in the ablation, dependence showed there first).
+NOISE_LEVEL = 1.0
 
 
 @dataclass
@@ -137,6 +140,16 @@ def dependence(model, probes: ProbeSet, layout, levels: Sequence[float] = LEVELS
     return out
 
 
+def probe(model, probes: ProbeSet, layout) -> dict:
+    """dependence() at LEVELS, with each direction's gap at NOISE_LEVEL added as "gap_at_noise"."""
+    out = dependence(model, probes, layout)
+    noise = dependence(model, probes, layout, levels=(NOISE_LEVEL,))
+    for fam, dirs in out.items():
+        for direction, r in dirs.items():
+            r["gap_at_noise"] = noise[fam][direction]["gap"]
+    return out
+
+
 def headline(result: dict, prefix: str = "val/") -> dict[str, float]:
     """Flat metrics for logging: gap_v2a on bounce scenes (impacts), gap_a2v on talking heads (lips), and every
     family's gaps and own-condition losses (loss_v2a_own: L_a(own)) under keys ending in /family."""
@@ -146,6 +159,8 @@ def headline(result: dict, prefix: str = "val/") -> dict[str, float]:
             flat[f"{prefix}gap_{direction}/{fam}"] = r["gap"]
             flat[f"{prefix}gap_{direction}_events/{fam}"] = r["gap_events"]
             flat[f"{prefix}loss_{direction}_own/{fam}"] = r["own"]
+            if "gap_at_noise" in r:
+                flat[f"{prefix}gap_{direction}_at_noise/{fam}"] = r["gap_at_noise"]
     for direction, fam in (("v2a", "bounce"), ("a2v", "talk")):
         if fam in result:
             flat[f"{prefix}gap_{direction}"] = result[fam][direction]["gap"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from avgen.metrics.dependence import ProbeSet, dependence, headline
+from avgen.metrics.dependence import ProbeSet, headline, probe
 from avgen.metrics.sync import av_align, mouth_sync, offset_error
 
 # one prompt per avworld family and a few attribute combinations; the talking heads also get mouth_sync
@@ -44,7 +44,7 @@ class Validator:
         try:
             pipe = self.factory(model)
             t_probe = time.perf_counter()
-            gaps = headline(dependence(model, self.probes, self.layout)) if self.probes is not None else {}
+            gaps = headline(probe(model, self.probes, self.layout)) if self.probes is not None else {}
             if gaps:
                 gaps["val/probe_seconds"] = time.perf_counter() - t_probe
             sampler = {"steps": self.steps} if self.steps else {}
