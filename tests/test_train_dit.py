@@ -105,10 +105,16 @@ def test_cli_trains_and_exports(setup, tmp_path):
            f"audio_ae.path={root / 'a'}", "model.width=32", "model.depth=1", "model.heads=2", "trainer.steps=3",
            "trainer.batch_size=2", "trainer.progress=false", "trainer.log_every=1",
            f"out_dir={tmp_path / 'run'}"]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    validation = ["trainer.val_every=3", "validation.probe_clips=2", "sampler.steps=1"]
+    done = subprocess.run(cmd + validation, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "run" / "export" / "dit" / "model.safetensors").is_file()
-    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 3
+    import json
+
+    logged = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in logged if "loss" in x] == [1, 2, 3]
+    probe = [x for x in logged if "val/gap_v2a" in x]  # the dependence probe in the validation pass
+    assert [x["step"] for x in probe] == [3] and {"val/gap_a2v", "val/gap_v2a_at_noise/bounce"} <= set(probe[0])
     bad = subprocess.run(
         cmd[:3] + [f"latents={tmp_path / 'none'}"] + cmd[4:6], capture_output=True, text=True, cwd=tmp_path
     )  # no out_dir given: its default must land in tmp_path, not the checkout
@@ -126,7 +132,6 @@ def test_cli_trains_and_exports(setup, tmp_path):
     assert all(torch.equal(ema[k], exported[k]) for k in exported)
     assert any(not torch.equal(raw[k], exported[k]) for k in exported)
     # init_from: a fine-tune starts from those weights exactly, and a model of another shape is refused
-    import json
 
     config = json.loads((tmp_path / "ema" / "dit" / "config.json").read_text())["dit"]
     torch.manual_seed(5)
