@@ -51,8 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         indices = range(min(args.count, len(data)))
     else:
         families = args.families.split(",") if args.families else None
-        data = AVWorld(seed=args.seed, duration=args.duration, fps=fps, size=args.size, sample_rate=sr,
-                       families=families)  # fmt: skip
+        try:
+            data = AVWorld(seed=args.seed, duration=args.duration, fps=fps, size=args.size, sample_rate=sr,
+                           families=families)  # fmt: skip
+        except ValueError as e:
+            print(f"error: --families: {e}", file=sys.stderr)
+            return 2
         indices = range(args.start, args.start + args.count)
     hashes = {"video": weights_hash(video_ae), "audio": weights_hash(audio_ae)}
     source = {"source": "folder"} if args.folder else {"source": "avworld", "world_version": str(WORLD_VERSION)}

@@ -335,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     args.sampler = {k: v for k, v in (("steps", args.steps), ("cfg_sync", args.cfg_sync)) if v is not None}
     try:
         pipe = AVGenPipeline.from_pretrained(args.model, device=args.device)
+        pipe.settings(**args.sampler)  # refuses settings that cannot work (--steps, --cfg-sync) before any work
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
