@@ -34,6 +34,26 @@ def test_espeak_is_deterministic_and_reports_phonemes_in_order():
         synthesize("x", "no-such-voice")
 
 
+def test_espeak_zygote_serves_forked_processes_and_restarts():
+    import os
+
+    from avgen.data.avworld.espeak import engine
+
+    a = synthesize("seven apples", "en-us+f3", 170, 60, seed=2)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a data-loader worker forked from a process whose zygote is running: it starts its own
+        ok = np.array_equal(synthesize("seven apples", "en-us+f3", 170, 60, seed=2).audio, a.audio)
+        os.write(w, b"1" if ok and engine().pid == os.getpid() else b"0")
+        os._exit(0)
+    os.close(w)
+    assert os.read(r, 1) == b"1"
+    os.waitpid(pid, 0)
+    engine().proc.kill()  # a zygote that died is started again
+    engine().proc.wait()
+    assert np.array_equal(synthesize("seven apples", "en-us+f3", 170, 60, seed=2).audio, a.audio)
+
+
 def test_clips_say_their_caption_with_the_captions_voice(talks):
     again = AVWorld(seed=21, families=["talk"])[3]
     assert np.array_equal(again.audio.numpy(), talks[3].audio.numpy())  # a pure function of (seed, index)
