@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -48,6 +49,17 @@ def test_training_lowers_the_loss_on_a_fixed_batch(tmp_path):
     assert after <= 0.7 * before, (before, after)
     exported = load(tmp_path / "export")
     assert exported.latent_std.min() > 0 and not torch.equal(exported.latent_std, torch.ones_like(exported.latent_std))
+
+
+def test_data_workers_train_exactly_like_the_main_process(tmp_path):
+    data = AVWorld(seed=1)
+    cfg = AETrainConfig(steps=3, batch_size=2, crop_frames=4, ckpt_every=3, stats_batches=1, progress=False, warmup=1)
+    here = small_video_ae()  # seeds the global RNG, which the posterior samples draw from
+    train_autoencoder(here, VideoAELoss(), data, cfg, tmp_path / "a")
+    ahead = small_video_ae()
+    train_autoencoder(ahead, VideoAELoss(), data, dataclasses.replace(cfg, workers=1), tmp_path / "b")
+    for (name, a), b in zip(here.state_dict().items(), ahead.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
 
 
 class Crash(Exception):

@@ -7,6 +7,7 @@ torchrun --standalone --nproc_per_node 2 -m avgen.cli.train latents=...         
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -78,7 +79,26 @@ def _probes(val: DictConfig, fmt: ClipFormat, layout, video_ae, audio_ae, text):
         return probes_from_clips(clips, video_ae, audio_ae, text, layout)
 
 
-def run(cfg: DictConfig) -> dict:
+@dataclass
+class Prepared:
+    """Everything a training run is built from, after every start-up check has passed."""
+
+    trainer: TrainConfig
+    info: object  # avgen.train.distributed.DistInfo
+    out: Path
+    model: torch.nn.Module
+    objective: object
+    batcher: LatentBatcher
+    validator: Validator | None
+    optimizer: object
+    export_config: dict
+    video_ae: object
+    audio_ae: object
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """Build a run from a composed config (the process group too, under torchrun); tools/benchmarks/trainers.py
+    times the trainer through this, as users run it."""
     OmegaConf.resolve(cfg)
     trainer = TrainConfig(**OmegaConf.to_container(cfg.trainer))
     info = setup(trainer.device)
@@ -96,24 +116,28 @@ def run(cfg: DictConfig) -> dict:
     model = build_dit(model_cfg.pop("preset"), layout.pv, layout.pa, layout.per_window, text_dim=text.dim, **model_cfg)
     if cfg.get("init_from"):
         _init_from(model, cfg.init_from)
-    objective = instantiate(cfg.objective)
+    config = model_config(OmegaConf.to_container(cfg), fmt)  # cfg is resolved above
     if info.is_main:
         print(f"{layout.describe()}; DiT {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; "
               f"{source}; {info.world_size} rank(s) -> {out}")  # fmt: skip
-    if info.is_main:
         record_run_config(cfg, out)
     validator = None
     if trainer.val_every:
-        config = model_config(OmegaConf.to_container(cfg), fmt)  # cfg is resolved above
         probes = _probes(cfg.validation, fmt, layout, video_ae, audio_ae, text) if info.is_main else None
         validator = Validator(lambda m: AVGenPipeline(m, video_ae, audio_ae, text, config), out, probes=probes,
                               layout=layout)  # fmt: skip
-    last = train_dit(model, objective, batcher, len(batcher), trainer, out, validate=validator, info=info,
-                     optimizer=instantiate(cfg.optim))  # fmt: skip
-    if info.is_main:
-        export_model(last.pop("ema").model, out / "export", model_config(OmegaConf.to_container(cfg), fmt),
-                     video_ae, audio_ae)  # fmt: skip
-        print(f"done: loss {last.get('loss', float('nan')):.4f}; EMA model exported to {out}/export "
+    return Prepared(trainer, info, out, model, instantiate(cfg.objective), batcher, validator,
+                    instantiate(cfg.optim), config, video_ae, audio_ae)  # fmt: skip
+
+
+def run(cfg: DictConfig) -> dict:
+    r = prepare(cfg)
+    last = train_dit(r.model, r.objective, r.batcher, len(r.batcher), r.trainer, r.out, validate=r.validator,
+                     info=r.info, optimizer=r.optimizer)  # fmt: skip
+    if r.info.is_main:
+        export_model(last.pop("ema").model, r.out / "export", r.export_config, r.video_ae, r.audio_ae)
+        said = f"loss {last['loss']:.4f}" if "loss" in last else f"already at trainer.steps={r.trainer.steps}"
+        print(f"done: {said}; EMA model exported to {r.out}/export "
               f"(AVGenPipeline.from_pretrained / avgen-generate model=...)")  # fmt: skip
     teardown()
     return last

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from avgen.autoencoders.base import Autoencoder
 from avgen.cli.common import CONFIG_DIR, check_resume, friendly_errors, record_run_config, run_dir
 from avgen.data import AVWorld
 from avgen.train.ae_loop import AERoundTrip, AETrainConfig, train_autoencoder
@@ -23,8 +27,21 @@ def _validator(cfg: DictConfig) -> AERoundTrip | None:
     return AERoundTrip([world[i] for i in range(n)], [world.object_masks(i) for i in range(n)], 1.0 / c.fps)
 
 
-def run(cfg: DictConfig) -> dict:
-    """Build everything from a composed config and train; returns the last logged metrics."""
+@dataclass
+class Prepared:
+    """Everything an AE training run is built from, after every start-up check has passed."""
+
+    ae: Autoencoder
+    loss_fn: object
+    data: object
+    trainer: AETrainConfig
+    out: Path
+    validate: AERoundTrip | None
+    optimizer: object
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """Build a run from a composed config; tools/benchmarks/trainers.py times the trainer through this."""
     OmegaConf.resolve(cfg)
     trainer = AETrainConfig(**OmegaConf.to_container(cfg.trainer))
     check_numbers(trainer)  # before anything slow
@@ -38,8 +55,15 @@ def run(cfg: DictConfig) -> dict:
     n_params = sum(p.numel() for p in ae.parameters())
     print(f"training {cfg.ae.name} ({ae.kind}, {n_params / 1e6:.2f} M parameters, {ae.geometry}) -> {out}")
     validate = _validator(cfg) if trainer.val_every else None
-    last = train_autoencoder(ae, loss_fn, data, trainer, out, optimizer=instantiate(cfg.optim), validate=validate)
-    print(f"done: loss {last.get('loss', float('nan')):.4f}; exported to {out}/export")
+    return Prepared(ae, loss_fn, data, trainer, out, validate, instantiate(cfg.optim))
+
+
+def run(cfg: DictConfig) -> dict:
+    """Build everything from a composed config and train; returns the last logged metrics."""
+    r = prepare(cfg)
+    last = train_autoencoder(r.ae, r.loss_fn, r.data, r.trainer, r.out, optimizer=r.optimizer, validate=r.validate)
+    said = f"loss {last['loss']:.4f}" if "loss" in last else f"already at trainer.steps={r.trainer.steps}"
+    print(f"done: {said}; exported to {r.out}/export")
     return last
 
 

@@ -6,6 +6,7 @@ Batches are a pure function of (seed, step), so a resumed run sees exactly the d
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,7 +26,15 @@ from avgen.train.checkpoint import (
 from avgen.train.checks import check_numbers
 from avgen.train.distributed import autocast_for
 from avgen.train.logging import MetricsLogger
-from avgen.train.skeleton import OptimizerFactory, build_optimizer, clip_gradients, due, step_loop, stop_if_not_finite
+from avgen.train.skeleton import (
+    OptimizerFactory,
+    build_optimizer,
+    clip_gradients,
+    compile_in_place,
+    due,
+    step_loop,
+    stop_if_not_finite,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +58,8 @@ class AETrainConfig:
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
+    compile: bool = False  # torch.compile the AE's forward, which the losses call (same maths)
+    workers: int = 0  # data-loader processes rendering the next batches while the model trains (0: in this one)
 
 
 def make_batch(data, modality: str, step: int, cfg: AETrainConfig, geometry) -> torch.Tensor:
@@ -75,6 +86,45 @@ def make_batch(data, modality: str, step: int, cfg: AETrainConfig, geometry) -> 
     return torch.stack(items)
 
 
+class _Batches(torch.utils.data.Dataset):
+    """Batch `step` as a dataset item, so that data-loader workers can make the next ones ahead of the model."""
+
+    def __init__(self, data, modality: str, cfg: AETrainConfig, geometry) -> None:
+        self.data, self.modality, self.cfg, self.geometry = data, modality, cfg, geometry
+
+    def __len__(self) -> int:
+        return self.cfg.steps
+
+    def __getitem__(self, step: int) -> torch.Tensor:
+        return make_batch(self.data, self.modality, step, self.cfg, self.geometry)
+
+
+@contextmanager
+def batch_stream(data, modality: str, cfg: AETrainConfig, geometry, start: int):
+    """Yields next_batch(step) -> batch `step` for steps start, start + 1, ... in order: made here, or with
+    cfg.workers > 0 by that many processes ahead of the model (the same tensors: a batch is a function of the
+    step; the loader's own generator leaves the global RNG alone). The workers stop when the block ends, however it
+    ends."""
+    if cfg.workers <= 0:
+        yield lambda step: make_batch(data, modality, step, cfg, geometry)
+        return
+    loader = torch.utils.data.DataLoader(_Batches(data, modality, cfg, geometry), batch_size=None,
+                                         sampler=range(start, cfg.steps), num_workers=cfg.workers,
+                                         prefetch_factor=2, generator=torch.Generator())  # fmt: skip
+    it = iter(loader)
+    expected = iter(range(start, cfg.steps))
+    try:
+
+        def next_batch(step: int) -> torch.Tensor:
+            if step != next(expected):
+                raise RuntimeError(f"the AE trainer asked for batch {step} out of order")
+            return next(it)
+
+        yield next_batch
+    finally:
+        it._shutdown_workers()
+
+
 def train_autoencoder(ae: Autoencoder, loss_fn, data, cfg: AETrainConfig, out_dir: str | Path,
                       optimizer: OptimizerFactory | None = None, validate=None) -> dict:  # fmt: skip
     """Train (or resume) `ae` on `data` and export it with measured latent stats to out_dir/export.
@@ -84,13 +134,14 @@ def train_autoencoder(ae: Autoencoder, loss_fn, data, cfg: AETrainConfig, out_di
     out = Path(out_dir)
     device = torch.device(cfg.device)
     ae.to(device).train()
+    compile_in_place(ae, cfg.compile)  # validation and the latent stats call encode / decode: eager
     opt, sched = build_optimizer(ae.parameters(), cfg, optimizer)
     clean_run_dir(out)
     start = _resume(out, device, ae, opt, sched)
     logger = MetricsLogger(out)
 
     def one_step(step: int) -> dict:
-        x = make_batch(data, ae.modality, step, cfg, ae.geometry).to(device)
+        x = next_batch(step).to(device)
         with autocast_for(device):
             terms = loss_fn(ae, x)
         stop_if_not_finite(terms["loss"].detach(), "loss", step, out, device)
@@ -112,7 +163,8 @@ def train_autoencoder(ae: Autoencoder, loss_fn, data, cfg: AETrainConfig, out_di
                 "step": step, "rng": capture_rng_state(), "config": asdict(cfg),
             }, keep=cfg.keep)  # fmt: skip
 
-    last = step_loop(cfg.steps, start, f"train {ae.kind}", cfg.progress, one_step, after)
+    with batch_stream(data, ae.modality, cfg, ae.geometry, start) as next_batch:
+        last = step_loop(cfg.steps, start, f"train {ae.kind}", cfg.progress, one_step, after)
     export_with_stats(ae, data, cfg, out / "export")
     logger.close()
     return last

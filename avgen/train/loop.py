@@ -33,7 +33,15 @@ from avgen.train.checks import check_numbers
 from avgen.train.distributed import DistInfo, all_mean, autocast_for, barrier
 from avgen.train.ema import EMA
 from avgen.train.logging import MetricsLogger
-from avgen.train.skeleton import OptimizerFactory, build_optimizer, clip_gradients, due, step_loop, stop_if_not_finite
+from avgen.train.skeleton import (
+    OptimizerFactory,
+    build_optimizer,
+    clip_gradients,
+    compile_in_place,
+    due,
+    step_loop,
+    stop_if_not_finite,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +65,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     progress: bool = True
+    compile: bool = False  # torch.compile the DiT's forward (same maths; pays off after its compile time)
 
 
 def check_config(cfg: TrainConfig, world_size: int) -> None:
@@ -83,7 +92,8 @@ def train_dit(model, objective, batcher, n_items: int, cfg: TrainConfig, out_dir
     check_config(cfg, info.world_size)
     out = Path(out_dir)
     model.to(info.device).train()
-    ema = EMA(model, cfg.ema_decay)
+    ema = EMA(model, cfg.ema_decay)  # an eager copy: validation calls it with other shapes
+    compile_in_place(model, cfg.compile)
     net, fsdp = _parallel(model, cfg, info)
     opt, sched = build_optimizer(model.parameters(), cfg, optimizer)
     if info.is_main:

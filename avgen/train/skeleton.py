@@ -21,10 +21,18 @@ def build_optimizer(params, cfg, optimizer: OptimizerFactory | None = None):
     """(optimizer, warmup + cosine schedule). optimizer: from the optim config group; None: AdamW from cfg."""
     params = list(params)
     if optimizer is None:
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99), fused=True)
     else:
         opt = optimizer(params)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
+
+
+def compile_in_place(model: torch.nn.Module, enabled: bool) -> None:
+    """trainer.compile: torch.compile the module's forward in place (inductor; on a CPU it writes and builds C++).
+    The state_dict keeps its keys, so checkpoints, resume and export are the same as eager; the first steps pay the
+    compile time (and one recompile when the number of distinct noise levels in a batch first changes)."""
+    if enabled:
+        model.compile()
 
 
 def stop_if_not_finite(value: torch.Tensor, what: str, step: int, out: Path, device) -> None:
