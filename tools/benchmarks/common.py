@@ -205,3 +205,12 @@ def dit_train_step(model, layout, batch: dict, opt: torch.optim.Optimizer) -> Ca
 def threads_note() -> str:
     omp = os.environ.get("OMP_NUM_THREADS")
     return f"{torch.get_num_threads()} threads" + (f" (OMP_NUM_THREADS={omp})" if omp else "")
+
+
+def preset_sync() -> bool:
+    """Whether the configured default DiT (conf/model/tiny.yaml) has the sync path."""
+    from omegaconf import OmegaConf
+
+    from avgen.cli.common import CONFIG_DIR
+
+    return bool(OmegaConf.load(f"{CONFIG_DIR}/model/tiny.yaml").get("sync") or False)

@@ -9,6 +9,7 @@ Its work grows with l * d per layer against l * d^2 for the matmuls, so a full r
 from __future__ import annotations
 
 import statistics
+import time
 
 import torch
 
@@ -27,6 +28,7 @@ from tools.benchmarks.common import (
     matmul_peak,
     memory_row,
     peak_rss,
+    preset_sync,
     threads_note,
 )
 
@@ -91,6 +93,7 @@ def run(quick: bool = False) -> list[dict]:
         row("tiny DiT forward (no grad)", inference_tokens(model, layout, quick), "tokens/s",
             f"eval mode, batch {BATCH}, {threads}"),
     ]  # fmt: skip
+    rows += compiled_rows(layout, mm, mm_flops, flops, rounds)
     if not quick:  # the same at width 512 (preset small): the share of non-matmul work falls as the width grows
         del model, step
         _, step, flops = training("small", layout)
@@ -101,14 +104,40 @@ def run(quick: bool = False) -> list[dict]:
     return rows
 
 
-def training(preset: str, layout):
-    """A DiT of `preset` with non-zero weights, its training step on a batch of BATCH, and that step's FLOPs."""
-    model = build_dit(preset, layout.pv, layout.pa, grad_checkpointing=False).train()
+def compiled_rows(layout, mm, mm_flops: float, flops: float, rounds: int) -> list[dict]:
+    """The tiny DiT under trainer.compile=true (torch.compile, inductor): compile time, and the eager step's FLOPs
+    (the same maths) over the compiled step's time, as a share of the peak, with the speed-up over eager."""
+    t0 = time.perf_counter()
+    _, step, _ = training("tiny", layout, compiled=True, count=False)
+    step()
+    step()  # the recompile for a new number of distinct noise levels falls here
+    compile_s = time.perf_counter() - t0
+    _, eager, _ = training("tiny", layout, count=False)
+    times = interleaved({"matmul": mm, "compiled": step, "eager": eager}, rounds=rounds)
+    fractions = [(flops / s) / (mm_flops / m) for s, m in zip(times["compiled"], times["matmul"], strict=True)]
+    speedup = [e / c for e, c in zip(times["eager"], times["compiled"], strict=True)]
+    return [
+        row("tiny DiT train, torch.compile / matmul peak", 100 * statistics.median(fractions), "%", f"median of "
+            f"{rounds} interleaved rounds (min {100 * min(fractions):.0f}, max {100 * max(fractions):.0f}); the eager "
+            "step's FLOPs; target >= 70"),
+        row("tiny DiT train, torch.compile speed-up", statistics.median(speedup), "x", f"over eager, median of "
+            f"{rounds} interleaved rounds (min {min(speedup):.2f}, max {max(speedup):.2f})"),
+        row("tiny DiT compile time", compile_s, "s", "first two steps, inductor's C++ build included (cold cache)"),
+    ]  # fmt: skip
+
+
+def training(preset: str, layout, compiled: bool = False, count: bool = True):
+    """A DiT of `preset` with non-zero weights, its training step on a batch of BATCH, and that step's FLOPs
+    (None with count=False)."""
+    model = build_dit(preset, layout.pv, layout.pa, layout.per_window, grad_checkpointing=False,
+                      sync=preset_sync()).train()  # fmt: skip
     with torch.no_grad():  # adaLN-Zero starts with zero branches; speed must not depend on that
         for p in model.parameters():
             p.add_(0.02 * torch.randn_like(p))
+    if compiled:
+        model.compile()  # as trainer.compile=true does
     step = dit_train_step(model, layout, dit_batch(layout, BATCH), adamw(model))
-    return model, step, count_flops(step)
+    return model, step, count_flops(step) if count else None
 
 
 def inference_tokens(model, layout, quick: bool) -> float:

@@ -21,7 +21,7 @@ from avgen.autoencoders import load
 from avgen.models.dit import build_dit
 from avgen.pipeline import AVGenPipeline, export_model
 from avgen.tokens import ClipFormat
-from tools.benchmarks.common import best_time, memory_row, peak_rss, threads_note
+from tools.benchmarks.common import best_time, memory_row, peak_rss, preset_sync, threads_note
 
 SECTION = "generation"
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "default"
@@ -41,7 +41,7 @@ def random_model(directory: Path) -> Path:
     video_ae, audio_ae = load(ASSETS / "video_ae"), load(ASSETS / "audio_ae")
     layout = ClipFormat.derive(video_ae, audio_ae, CONFIG["clip"], CONFIG["tokens"]).layout(video_ae, audio_ae)
     torch.manual_seed(0)
-    dit = build_dit("tiny", layout.pv, layout.pa)
+    dit = build_dit("tiny", layout.pv, layout.pa, layout.per_window, sync=preset_sync())  # as configured
     with torch.no_grad():  # adaLN-Zero would predict zero velocity everywhere; give the network something to say
         for p in dit.parameters():
             p.add_(0.02 * torch.randn_like(p))
