@@ -59,3 +59,21 @@ def test_cache_round_trip_and_stale_shards_refused(tmp_path, aes):
             LatentShards(tmp_path / name, video_ae=video, audio_ae=audio)
     write_shard(tmp_path / "media" / "shard_00000.safetensors", v, a, caps, [{}] * len(caps), hashes)
     assert len(LatentShards(tmp_path / "media", video_ae=video, audio_ae=audio)) == len(caps)  # not avworld
+
+
+def test_a_rerun_resumes_keeping_complete_shards(tmp_path, aes):
+    root, video, audio = aes
+    args = ["--video-ae", str(root / "video"), "--audio-ae", str(root / "audio"), "--out", str(tmp_path / "lat"),
+            "--count", "5", "--shard-size", "2", "--batch", "2"]  # fmt: skip
+    assert cache_latents(args) == 0
+    first, second, last = sorted((tmp_path / "lat").glob("shard_*"))
+    straight = [LatentShards(tmp_path / "lat", video_ae=video, audio_ae=audio)[i]["video"] for i in range(5)]
+    second.unlink()  # a run killed before its second shard was written
+    last.write_bytes(last.read_bytes()[:100])  # or a truncated file (atomic writes never leave one, but still)
+    stamp = first.stat().st_mtime_ns
+    assert cache_latents(args) == 0
+    assert first.stat().st_mtime_ns == stamp  # kept, not encoded again
+    resumed = LatentShards(tmp_path / "lat", video_ae=video, audio_ae=audio)
+    assert len(resumed) == 5 and all(torch.equal(resumed[i]["video"], straight[i]) for i in range(5))
+    assert cache_latents([*args[:-5], "3", "--shard-size", "2", "--batch", "2"]) == 0  # a shorter cache
+    assert len(LatentShards(tmp_path / "lat", video_ae=video, audio_ae=audio)) == 3

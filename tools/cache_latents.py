@@ -4,15 +4,20 @@
     python tools/cache_latents.py --video-ae assets/default/video_ae --audio-ae assets/default/audio_ae \
         --out /work/runs/latents --count 20000            # avworld clips 0..19999 (seed 0)
     python tools/cache_latents.py ... --folder /videos     # a folder of real media instead
+
+Shards of --shard-size clips are written atomically; rerunning the same command resumes, keeping the shards that
+already hold their clips from the same autoencoders and source.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from tqdm import tqdm
 
 from avgen.autoencoders import load, weights_hash
@@ -61,26 +66,52 @@ def main(argv: list[str] | None = None) -> int:
     hashes = {"video": weights_hash(video_ae), "audio": weights_hash(audio_ae)}
     source = {"source": "folder"} if args.folder else {"source": "avworld", "world_version": str(WORLD_VERSION)}
     out = Path(args.out)
-    buf: dict[str, list] = {"video": [], "audio": [], "captions": [], "metas": []}
-    shard = 0
-    bar = tqdm(total=len(indices), desc="encoding", unit="clip")
-    batch_ids = [list(indices[i : i + args.batch]) for i in range(0, len(indices), args.batch)]
+    chunks = [list(indices[i : i + args.shard_size]) for i in range(0, len(indices), args.shard_size)]
+    done = sum(1 for k, ids in enumerate(chunks) if shard_done(shard_path(out, k), ids, hashes, source))
+    if done:
+        print(f"resuming: {done} of {len(chunks)} shard(s) in {out} are complete")
+    bar = tqdm(total=len(indices), initial=0, desc="encoding", unit="clip")
     with torch.no_grad():
-        for ids in batch_ids:
-            b = collate_clips([data[i] for i in ids])
-            buf["video"].append(video_ae.encode(b["video"]))
-            buf["audio"].append(audio_ae.encode(b["audio"]))
-            buf["captions"] += b["captions"]
-            buf["metas"] += [m | {"index": i} for m, i in zip(b["meta"], ids, strict=True)]
-            bar.update(len(ids))
-            if len(buf["captions"]) >= args.shard_size or ids is batch_ids[-1]:
-                write_shard(out / f"shard_{shard:05d}.safetensors", torch.cat(buf["video"]), torch.cat(buf["audio"]),
-                            buf["captions"], buf["metas"], hashes, source)  # fmt: skip
-                shard += 1
-                buf = {"video": [], "audio": [], "captions": [], "metas": []}
+        for k, ids in enumerate(chunks):
+            if shard_done(shard_path(out, k), ids, hashes, source):
+                bar.update(len(ids))
+                continue
+            buf: dict[str, list] = {"video": [], "audio": [], "captions": [], "metas": []}
+            for j in range(0, len(ids), args.batch):
+                batch = ids[j : j + args.batch]
+                b = collate_clips([data[i] for i in batch])
+                buf["video"].append(video_ae.encode(b["video"]))
+                buf["audio"].append(audio_ae.encode(b["audio"]))
+                buf["captions"] += b["captions"]
+                buf["metas"] += [m | {"index": i} for m, i in zip(b["meta"], batch, strict=True)]
+                bar.update(len(batch))
+            write_shard(shard_path(out, k), torch.cat(buf["video"]), torch.cat(buf["audio"]), buf["captions"],
+                        buf["metas"], hashes, source)  # fmt: skip
     bar.close()
-    print(f"wrote {shard} shard(s) of latents for {len(indices)} clips to {out}")
+    for extra in sorted(out.glob("shard_*.safetensors"))[len(chunks) :]:  # from an earlier, longer run
+        extra.unlink()
+        print(f"removed {extra}: beyond the {len(chunks)} shard(s) of this cache")
+    print(f"wrote {len(chunks) - done} shard(s) of latents ({len(chunks)} in all) for {len(indices)} clips to {out}")
     return 0
+
+
+def shard_path(out: Path, k: int) -> Path:
+    return out / f"shard_{k:05d}.safetensors"
+
+
+def shard_done(path: Path, ids: list[int], hashes: dict[str, str], source: dict[str, str]) -> bool:
+    """Whether `path` already holds exactly these clips, encoded by these AEs from this source (a rerun resumes)."""
+    if not path.is_file():
+        return False
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        indices = [m.get("index") for m in json.loads(meta.get("meta", "[]"))]
+    except Exception:  # noqa: BLE001 - unreadable or truncated (SafetensorError is no OSError): encode it again
+        return False
+    same_source = all(meta.get(key) == value for key, value in source.items())
+    same_aes = meta.get("video_ae_hash") == hashes["video"] and meta.get("audio_ae_hash") == hashes["audio"]
+    return same_source and same_aes and indices == ids
 
 
 if __name__ == "__main__":
