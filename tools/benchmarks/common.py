@@ -208,9 +208,11 @@ def threads_note() -> str:
 
 
 def preset_sync() -> bool:
-    """Whether the configured default DiT (conf/model/tiny.yaml) has the sync path."""
+    """Whether the default model's recipe (experiment=default_cpu over conf/model/tiny.yaml) has the sync path."""
     from omegaconf import OmegaConf
 
     from avgen.cli.common import CONFIG_DIR
 
-    return bool(OmegaConf.load(f"{CONFIG_DIR}/model/tiny.yaml").get("sync") or False)
+    tiny = OmegaConf.load(f"{CONFIG_DIR}/model/tiny.yaml").get("sync")
+    recipe = OmegaConf.load(f"{CONFIG_DIR}/experiment/default_cpu.yaml").get("model", {}).get("sync")
+    return bool(tiny if recipe is None else recipe)
