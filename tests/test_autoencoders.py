@@ -282,3 +282,21 @@ def test_foreground_weights_lift_a_small_object_over_its_background():
     assert w.mean().item() == pytest.approx(1.0) and w[0, 0, 0, 12, 12] > 8 * w[0, 0, 0, 28, 28]
     assert torch.equal(w[0, 0, 0, 9, 12], w[0, 0, 0, 12, 12])  # the edge ring counts as the object
     assert VideoAELoss(foreground=0.0).foreground == 0.0
+
+
+def test_event_weights_lift_a_short_ping_over_room_tone():
+    from avgen.autoencoders.losses import event_weights, multi_resolution_stft, stft_mag
+
+    g = torch.Generator().manual_seed(0)
+    x = 0.003 * torch.randn(1, 1, 16000, generator=g)  # 1 s of room tone (-50 dBFS)
+    t = torch.arange(480) / 16000
+    x[..., 8000:8480] += 0.5 * torch.sin(2 * torch.pi * 2100 * t) * torch.exp(-t / 0.01)  # a 30 ms glass ping
+    s = stft_mag(x, 512)  # (1, 1, 257, frames), hop 128
+    w = event_weights(s, 8.0)[0, 0, 0]
+    ping = 8000 // 128 + 2
+    assert w.mean().item() == pytest.approx(1.0) and w[ping] > 6 * w[10], (w[ping], w[10])
+    y = x.clone()
+    y[..., 8000:8480] = x[..., :480]  # the ping erased: the weighted loss sees it more than the plain one
+    plain, weighted = multi_resolution_stft(y, x), multi_resolution_stft(y, x, events=8.0)
+    assert weighted > 1.25 * plain, (float(weighted), float(plain))
+    assert multi_resolution_stft(y, x, events=0.0) == plain
