@@ -172,3 +172,13 @@ def test_two_identical_runs_export_equal_weights(tmp_path):
         exported.append(load_file(str(tmp_path / name / "export" / "model.safetensors")))
     assert exported[0].keys() == exported[1].keys()
     assert all(torch.equal(exported[0][k], exported[1][k]) for k in exported[0])
+    # init_from: a run starts from a saved AE of the same class and config, and refuses another config in one line
+    from avgen.cli.train_ae import prepare
+    from avgen.errors import InputError
+
+    base = ["ae=audio_tiny", "debug=ae_cpu", "trainer.steps=2", f"init_from={tmp_path / 'a' / 'export'}"]
+    with initialize_config_dir(version_base="1.3", config_dir=CONFIG_DIR):
+        fine = prepare(compose("train_ae", overrides=base + ["ae.model.n_filters=4", f"out_dir={tmp_path / 'c'}"]))
+        assert all(torch.equal(v, exported[0][k]) for k, v in fine.ae.state_dict().items())
+        with pytest.raises(InputError, match="init_from=.*n_filters"):
+            prepare(compose("train_ae", overrides=base + ["ae.model.n_filters=8", f"out_dir={tmp_path / 'd'}"]))

@@ -27,6 +27,19 @@ def _validator(cfg: DictConfig) -> AERoundTrip | None:
     return AERoundTrip([world[i] for i in range(n)], [world.object_masks(i) for i in range(n)], 1.0 / c.fps)
 
 
+def _init_from(ae: Autoencoder, directory: str) -> None:
+    """Start from a saved AE (an export dir: config.json + model.safetensors) of the same class and config."""
+    from avgen.autoencoders import io
+    from avgen.errors import InputError
+
+    saved = io.load(directory)
+    if type(saved) is not type(ae) or dict(saved.config) != dict(ae.config):
+        raise InputError(f"init_from={directory} is a {saved.kind} with {dict(saved.config)}, but ae= builds a "
+                         f"{ae.kind} with {dict(ae.config)}; pick the ae config it was trained with")  # fmt: skip
+    ae.load_state_dict(saved.state_dict())
+    print(f"init_from={directory}: starting from its weights")
+
+
 @dataclass
 class Prepared:
     """Everything an AE training run is built from, after every start-up check has passed."""
@@ -49,6 +62,8 @@ def prepare(cfg: DictConfig) -> Prepared:
     check_resume(cfg, out)
     seed_all(trainer.seed)  # the same initial weights for the same command
     ae = instantiate(cfg.ae.model)
+    if cfg.get("init_from"):
+        _init_from(ae, cfg.init_from)  # on a resume the checkpoint's weights replace these
     loss_fn = instantiate(cfg.ae.loss)
     data = instantiate(cfg.data)
     record_run_config(cfg, out)
