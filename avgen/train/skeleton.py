@@ -30,9 +30,12 @@ def build_optimizer(params, cfg, optimizer: OptimizerFactory | None = None):
 def compile_in_place(model: torch.nn.Module, enabled: bool) -> None:
     """trainer.compile: torch.compile the module's forward in place (inductor; on a CPU it writes and builds C++).
     The state_dict keeps its keys, so checkpoints, resume and export are the same as eager; the first steps pay the
-    compile time (and one recompile when the number of distinct noise levels in a batch first changes)."""
+    compile time (and one recompile when the number of distinct noise levels in a batch first changes). Static
+    shapes (dynamic=False): a training run has one batch shape, and dynamo's automatic dynamic shapes, which it
+    turns on when a shared forward (two AEs of one class) sees a second shape, made a compile take over 10 minutes
+    in sympy on this CPU."""
     if enabled:
-        model.compile()
+        model.compile(dynamic=False)
 
 
 def stop_if_not_finite(value: torch.Tensor, what: str, step: int, out: Path, device) -> None:
