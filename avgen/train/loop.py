@@ -95,6 +95,8 @@ def train_dit(model, objective, batcher, n_items: int, cfg: TrainConfig, out_dir
     ema = EMA(model, cfg.ema_decay)  # an eager copy: validation calls it with other shapes
     compile_in_place(model, cfg.compile)
     net, fsdp = _parallel(model, cfg, info)
+    if fsdp:
+        ema.shard(model)  # from here each rank averages only its own shards (see EMA)
     opt, sched = build_optimizer(model.parameters(), cfg, optimizer)
     if info.is_main:
         clean_run_dir(out)
@@ -120,14 +122,16 @@ def train_dit(model, objective, batcher, n_items: int, cfg: TrainConfig, out_dir
             logger.log(step, last)
             _rank_log(out, info, step, local_sums)
         if validate is not None and cfg.val_every and step % cfg.val_every == 0:
-            if info.is_main:
-                logger.log(step, validate(ema.model, step))
+            with ema.gathered(keep=info.is_main) as averaged:  # under FSDP every rank takes part in the gather
+                if info.is_main:
+                    logger.log(step, validate(averaged, step))
             barrier()
         if due(step, cfg.ckpt_every, cfg.steps):
             _save(out, info, cfg, step, model, ema, opt, sched, fsdp)
 
     last = step_loop(cfg.steps, start, "train dit", cfg.progress and info.is_main, one_step, after)
     logger.close()
+    ema.unshard(keep=info.is_main)  # under FSDP: the full average on rank 0 (for export), gathered by every rank
     return last | {"ema": ema}
 
 
@@ -181,15 +185,16 @@ def _rank_log(out: Path, info: DistInfo, step: int, sums: dict) -> None:
 
 def _save(out: Path, info: DistInfo, cfg: TrainConfig, step: int, model, ema, opt, sched, fsdp: bool) -> None:
     """Rank 0 writes the checkpoint with every rank's RNG state; the others wait until it is complete. Under FSDP
-    every rank first writes its model and optimizer shards (DCP) and the .pt holds the rest."""
+    every rank first writes its model and optimizer shards (DCP) and the .pt holds the rest (the EMA gathered full)."""
     rng = capture_rng_state()
     if fsdp:
         sharding.save_shards(out / "checkpoints", step, model, opt)
     ranks = [None] * info.world_size if info.distributed else [rng]
     if info.distributed:
         dist.all_gather_object(ranks, rng)
+    ema_state = ema.state_dict(keep=info.is_main)  # under FSDP a gather every rank takes part in
     if info.is_main:
-        state = {"ema": ema.state_dict(), "scheduler": sched.state_dict(), "step": step, "rng": rng,
+        state = {"ema": ema_state, "scheduler": sched.state_dict(), "step": step, "rng": rng,
                  "rng_ranks": ranks, "data_position": step * cfg.batch_size, "world_size": info.world_size,
                  "fsdp": fsdp, "config": asdict(cfg)}  # fmt: skip
         if not fsdp:
