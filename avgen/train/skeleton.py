@@ -30,12 +30,11 @@ def build_optimizer(params, cfg, optimizer: OptimizerFactory | None = None):
 def compile_in_place(model: torch.nn.Module, enabled: bool) -> None:
     """trainer.compile: torch.compile the module's forward in place (inductor; on a CPU it writes and builds C++).
     The state_dict keeps its keys, so checkpoints, resume and export are the same as eager; the first steps pay the
-    compile time (and one recompile when the number of distinct noise levels in a batch first changes). Static
-    shapes (dynamic=False): a training run has one batch shape, and dynamo's automatic dynamic shapes, which it
-    turns on when a shared forward (two AEs of one class) sees a second shape, made a compile take over 10 minutes
-    in sympy on this CPU."""
+    compile time (and one recompile, with that size dynamic, when the number of distinct noise levels in a batch first
+    changes: dynamic=False would recompile for every count). Two modules sharing one forward (both AEs in one
+    process) also make shapes dynamic: tools/benchmarks/trainers.py resets dynamo between them."""
     if enabled:
-        model.compile(dynamic=False)
+        model.compile()
 
 
 def stop_if_not_finite(value: torch.Tensor, what: str, step: int, out: Path, device) -> None:

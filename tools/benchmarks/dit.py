@@ -135,7 +135,7 @@ def training(preset: str, layout, compiled: bool = False, count: bool = True):
         for p in model.parameters():
             p.add_(0.02 * torch.randn_like(p))
     if compiled:
-        model.compile(dynamic=False)  # as trainer.compile=true does (avgen.train.skeleton.compile_in_place)
+        model.compile()  # as trainer.compile=true does (avgen.train.skeleton.compile_in_place)
     step = dit_train_step(model, layout, dit_batch(layout, BATCH), adamw(model))
     return model, step, count_flops(step) if count else None
 

@@ -108,7 +108,7 @@ def _copy_trained(model: torch.nn.Module, compiled: bool) -> torch.nn.Module:
 
     bare = copy.deepcopy(model).train()
     if compiled:
-        bare.compile(dynamic=False)
+        bare.compile()
     return bare
 
 
