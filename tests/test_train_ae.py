@@ -75,11 +75,11 @@ def test_resume_continues_bit_for_bit(tmp_path):
     calls = {"n": 0}
     base_loss = VideoAELoss()
 
-    def crashing(ae, x):
+    def crashing(ae, x, noise=None):
         calls["n"] += 1
         if calls["n"] == 5:  # dies during step 5, after the step-3 checkpoint
             raise Crash()
-        return base_loss(ae, x)
+        return base_loss(ae, x, noise)
 
     interrupted = small_video_ae()
     with pytest.raises(Crash):
