@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 import torch.distributed as dist
 
 from avgen.autoencoders.base import Autoencoder
