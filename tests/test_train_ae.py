@@ -198,6 +198,18 @@ def test_a_global_batch_and_its_noise_do_not_depend_on_the_split():
     assert torch.equal(
         noise, torch.cat([posterior_noise(ae, whole[:2], 0, 3, 12), posterior_noise(ae, whole[2:], 0, 3, 14)])
     )
+    # every loss term is a mean over clips: the mean of the halves' losses is the whole batch's (same noise)
+    from avgen.autoencoders.audio import SeanetAudioAE
+
+    sound = SeanetAudioAE(latent_channels=4, n_filters=4)
+    clips = torch.stack([data[i].audio[:, :4000] for i in range(4)])  # (4, 1, 4000)
+    for model, loss_fn, x in ((ae, VideoAELoss(foreground=2.0), whole), (sound, AudioAELoss(events=2.0), clips)):
+        eps = posterior_noise(model, x, 0, 3, 12)
+        terms = loss_fn(model, x, eps)
+        halves = [loss_fn(model, x[h], eps[h]) for h in (slice(0, 2), slice(2, 4))]
+        for k in terms:
+            mean = (halves[0][k] + halves[1][k]) / 2
+            assert torch.allclose(terms[k], mean, rtol=1e-5, atol=1e-7), (k, terms[k], mean)
     with pytest.raises(InputError, match="batch_size=3 .* multiple of 2"):
         check_config(dataclasses.replace(cfg, batch_size=3), 2)
 
