@@ -54,7 +54,7 @@ def test_training_lowers_the_loss_on_a_fixed_batch(tmp_path):
 def test_data_workers_train_exactly_like_the_main_process(tmp_path):
     data = AVWorld(seed=1)
     cfg = AETrainConfig(steps=3, batch_size=2, crop_frames=4, ckpt_every=3, stats_batches=1, progress=False, warmup=1)
-    here = small_video_ae()  # seeds the global RNG, which the posterior samples draw from
+    here = small_video_ae()  # the same initial weights (the posterior noise is drawn per clip)
     train_autoencoder(here, VideoAELoss(), data, cfg, tmp_path / "a")
     ahead = small_video_ae()
     train_autoencoder(ahead, VideoAELoss(), data, dataclasses.replace(cfg, workers=1), tmp_path / "b")
