@@ -77,3 +77,51 @@ def test_a_rerun_resumes_keeping_complete_shards(tmp_path, aes):
     assert len(resumed) == 5 and all(torch.equal(resumed[i]["video"], straight[i]) for i in range(5))
     assert cache_latents([*args[:-5], "3", "--shard-size", "2", "--batch", "2"]) == 0  # a shorter cache
     assert len(LatentShards(tmp_path / "lat", video_ae=video, audio_ae=audio)) == 3
+
+
+def test_two_ranks_cache_the_shards_of_one_process(tmp_path, aes):
+    """torchrun with 2 gloo ranks: rank r encodes shards k % 2 == r into one folder, keeping a complete shard that is
+    already there; every shard equals the one-process cache's (tensors bit for bit, metadata as parsed dicts)."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    from tests.test_train_robust import ENV
+
+    root = aes[0]
+    args = ["--video-ae", str(root / "video"), "--audio-ae", str(root / "audio"), "--count", "5", "--shard-size", "2",
+            "--batch", "2"]  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each torchrun rank runs (OMP_NUM_THREADS=1)
+    try:
+        assert cache_latents([*args, "--out", str(tmp_path / "one")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    two = tmp_path / "two"
+    two.mkdir()
+    shutil.copy2(tmp_path / "one" / "shard_00000.safetensors", two)  # a complete shard of an earlier run: kept
+    stamp = (two / "shard_00000.safetensors").stat().st_mtime_ns
+    tool = Path(__file__).parents[1] / "tools" / "cache_latents.py"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(tool), *args,
+           "--out", str(two)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"wrote 2 shard(s) of latents (3 in all) by 2 rank(s) for 5 clips to {two}" in done.stdout
+    assert (two / "shard_00000.safetensors").stat().st_mtime_ns == stamp
+    assert (two / "ranks" / "rank1.log").read_text() == "shard 1: encoded clips 2..3\n"
+    assert "shard 0: complete, kept" in (two / "ranks" / "rank0.log").read_text()
+
+    def read(path):
+        with safe_open(str(path), "pt") as f:
+            meta = {k: json.loads(v) if k in ("meta", "captions") else v for k, v in f.metadata().items()}
+            return meta, {k: f.get_tensor(k) for k in f.keys()}
+
+    names = sorted(p.name for p in (tmp_path / "one").glob("shard_*"))
+    assert names == sorted(p.name for p in two.glob("shard_*")) and len(names) == 3
+    for name in names:
+        (meta_a, a), (meta_b, b) = read(tmp_path / "one" / name), read(two / name)
+        assert meta_a == meta_b and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name

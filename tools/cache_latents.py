@@ -4,9 +4,12 @@
     python tools/cache_latents.py --video-ae assets/default/video_ae --audio-ae assets/default/audio_ae \
         --out /work/runs/latents --count 20000            # avworld clips 0..19999 (seed 0)
     python tools/cache_latents.py ... --folder /videos     # a folder of real media instead
+    torchrun --standalone --nproc_per_node 4 tools/cache_latents.py ... --device cuda   # 4 ranks, one GPU each
 
 Shards of --shard-size clips are written atomically; rerunning the same command resumes, keeping the shards that
-already hold their clips from the same autoencoders and source.
+already hold their clips from the same autoencoders and source. Under torchrun rank r encodes the shards k with
+k % world_size == r into the same --out (the shards are those of one process, bit for bit); each rank logs the
+shards it wrote or kept to OUT/ranks/rank<r>.log, and rank 0 reports once all are done.
 """
 
 from __future__ import annotations
@@ -24,9 +27,12 @@ from avgen.autoencoders import load, weights_hash
 from avgen.data import AVWorld, MediaFolder, collate_clips
 from avgen.data.avworld.world import WORLD_VERSION
 from avgen.data.latents import write_shard
+from avgen.errors import InputError
+from avgen.train.distributed import DistInfo, all_mean, setup, teardown
+from avgen.train.logging import rank_line
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--video-ae", required=True)
     ap.add_argument("--audio-ae", required=True)
@@ -44,7 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--shard-size", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=16)
-    args = ap.parse_args(argv)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="where the autoencoders encode (cuda: cuda:LOCAL_RANK under torchrun)")  # fmt: skip
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
         video_ae, audio_ae = load(args.video_ae), load(args.audio_ae)
     except (FileNotFoundError, ValueError) as e:
@@ -63,36 +75,67 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --families: {e}", file=sys.stderr)
             return 2
         indices = range(args.start, args.start + args.count)
+    try:
+        info = setup(args.device)
+    except InputError as e:
+        print(f"error: --device: {e}", file=sys.stderr)
+        return 2
+    try:
+        _cache(args, info, video_ae.to(info.device), audio_ae.to(info.device), data, indices)
+    finally:
+        teardown()
+    return 0
+
+
+def _cache(args, info: DistInfo, video_ae, audio_ae, data, indices: range) -> None:
+    """Encode this rank's shards (k % world_size == rank) that are not complete yet; rank 0 reports at the end."""
     hashes = {"video": weights_hash(video_ae), "audio": weights_hash(audio_ae)}
     source = {"source": "folder"} if args.folder else {"source": "avworld", "world_version": str(WORLD_VERSION)}
     out = Path(args.out)
     chunks = [list(indices[i : i + args.shard_size]) for i in range(0, len(indices), args.shard_size)]
-    done = sum(1 for k, ids in enumerate(chunks) if shard_done(shard_path(out, k), ids, hashes, source))
-    if done:
+    mine = [k for k in range(len(chunks)) if k % info.world_size == info.rank]
+    todo = [k for k in mine if not shard_done(shard_path(out, k), chunks[k], hashes, source)]
+    done = _total(len(mine) - len(todo), info)  # every rank has looked before any writes
+    if done and info.is_main:
         print(f"resuming: {done} of {len(chunks)} shard(s) in {out} are complete")
-    bar = tqdm(total=len(indices), initial=0, desc="encoding", unit="clip")
-    with torch.no_grad():
-        for k, ids in enumerate(chunks):
-            if shard_done(shard_path(out, k), ids, hashes, source):
-                bar.update(len(ids))
-                continue
-            buf: dict[str, list] = {"video": [], "audio": [], "captions": [], "metas": []}
-            for j in range(0, len(ids), args.batch):
-                batch = ids[j : j + args.batch]
-                b = collate_clips([data[i] for i in batch])
-                buf["video"].append(video_ae.encode(b["video"]))
-                buf["audio"].append(audio_ae.encode(b["audio"]))
-                buf["captions"] += b["captions"]
-                buf["metas"] += [m | {"index": i} for m, i in zip(b["meta"], batch, strict=True)]
-                bar.update(len(batch))
-            write_shard(shard_path(out, k), torch.cat(buf["video"]), torch.cat(buf["audio"]), buf["captions"],
-                        buf["metas"], hashes, source)  # fmt: skip
+    for k in sorted(set(mine) - set(todo)):
+        rank_line(out, info, f"shard {k}: complete, kept")
+    bar = tqdm(total=sum(len(chunks[k]) for k in todo), desc="encoding", unit="clip", disable=not info.is_main)
+    for k in todo:
+        _encode_shard(shard_path(out, k), chunks[k], data, video_ae, audio_ae, args.batch, hashes, source, bar)
+        rank_line(out, info, f"shard {k}: encoded clips {chunks[k][0]}..{chunks[k][-1]}")
     bar.close()
+    written = _total(len(todo), info)  # a collective: every rank's shards are written when it returns
+    if not info.is_main:
+        return
     for extra in sorted(out.glob("shard_*.safetensors"))[len(chunks) :]:  # from an earlier, longer run
         extra.unlink()
         print(f"removed {extra}: beyond the {len(chunks)} shard(s) of this cache")
-    print(f"wrote {len(chunks) - done} shard(s) of latents ({len(chunks)} in all) for {len(indices)} clips to {out}")
-    return 0
+    print(f"wrote {written} shard(s) of latents ({len(chunks)} in all) by {info.world_size} rank(s) for "
+          f"{len(indices)} clips to {out}")  # fmt: skip
+
+
+@torch.no_grad()
+def _encode_shard(path: Path, ids: list[int], data, video_ae, audio_ae, batch: int, hashes: dict[str, str],
+                  source: dict[str, str], bar) -> None:  # fmt: skip
+    """Encode clips `ids` of `data` in batches of `batch` (posterior means) and write them as one shard, atomically."""
+    device = next(video_ae.parameters()).device
+    buf: dict[str, list] = {"video": [], "audio": [], "captions": [], "metas": []}
+    for j in range(0, len(ids), batch):
+        part = ids[j : j + batch]
+        b = collate_clips([data[i] for i in part])
+        buf["video"].append(video_ae.encode(b["video"].to(device)).cpu())
+        buf["audio"].append(audio_ae.encode(b["audio"].to(device)).cpu())
+        buf["captions"] += b["captions"]
+        buf["metas"] += [m | {"index": i} for m, i in zip(b["meta"], part, strict=True)]
+        bar.update(len(part))
+    write_shard(path, torch.cat(buf["video"]), torch.cat(buf["audio"]), buf["captions"], buf["metas"], hashes,
+                source)  # fmt: skip
+
+
+def _total(n: int, info: DistInfo) -> int:
+    """The sum of every rank's n (a collective: every rank calls it at the same point)."""
+    return round(float(all_mean(torch.tensor(float(n), device=info.device))) * info.world_size)
 
 
 def shard_path(out: Path, k: int) -> Path:

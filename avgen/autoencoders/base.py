@@ -201,12 +201,20 @@ class Autoencoder(nn.Module):
         return x.clamp(-1.0, 1.0) if clamp else x
 
     def forward(
-        self, x: torch.Tensor, sample: bool | None = None
+        self, x: torch.Tensor, sample: bool | None = None, noise: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Reconstruction for training: (unclamped x_hat, mean, logvar). Samples the posterior in train mode."""
+        """Reconstruction for training: (unclamped x_hat, mean, logvar). Samples the posterior in train mode, with
+        `noise` (b, *latent_shape_of(x)) standard normal draws when given (the trainer draws them per clip, so a
+        batch's samples do not depend on how it is split over ranks), else from the global RNG."""
         mean, logvar = self.encode_dist(x)
         sample = self.training if sample is None else sample
-        z = mean if (not sample or logvar is None) else mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+        if not sample or logvar is None:
+            return self.decode(mean, clamp=False), mean, logvar
+        if noise is None:
+            noise = torch.randn_like(mean)
+        elif noise.shape != mean.shape:
+            raise ValueError(f"{self.kind}: posterior noise of shape {tuple(noise.shape)}, latents {tuple(mean.shape)}")
+        z = mean + torch.exp(0.5 * logvar) * noise.to(mean)
         return self.decode(z, clamp=False), mean, logvar
 
     # --- latent statistics --------------------------------------------------------------------------------------------
@@ -259,6 +267,14 @@ class Autoencoder(nn.Module):
             self.geometry.check_size(*size)
             s = self.geometry.spatial_stride
             return (self.geometry.latent_channels, m, size[0] // s, size[1] // s)
+        return (self.geometry.latent_channels, m)
+
+    def latent_shape_of(self, x: torch.Tensor) -> tuple[int, ...]:
+        """Shape of z (without batch) that encoding media x (b, c, t, h, w) or (b, c, n) gives."""
+        m = self.geometry.latent_length(x.shape[2])
+        if self.modality == "video":
+            s = self.geometry.spatial_stride
+            return (self.geometry.latent_channels, m, x.shape[3] // s, x.shape[4] // s)
         return (self.geometry.latent_channels, m)
 
     def extra_repr(self) -> str:

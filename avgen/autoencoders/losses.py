@@ -1,7 +1,10 @@
-"""Autoencoder losses as small callables: `loss_fn(ae, x) -> {"loss": total, <term>: value, ...}` (EDM2 style).
+"""Autoencoder losses as small callables: `loss_fn(ae, x, noise=None) -> {"loss": total, <term>: value, ...}` (EDM2
+style).
 
-They call `ae(x)` (the module's forward: unclamped reconstruction, posterior mean, logvar), so `ae` may be a DDP
-wrapper. No trainer logic here. `log_mel_l1` is also the evaluation's definition (tools import it).
+They call `ae(x, noise=noise)` (the module's forward: unclamped reconstruction, posterior mean, logvar; noise: the
+posterior draws, see Autoencoder.forward), so `ae` may be a DDP wrapper. Every term is a mean of per-clip values over
+the batch (clips of equal shape), so the mean of equal slices' losses is the whole batch's: a batch split over ranks
+trains like one process. No trainer logic here. `log_mel_l1` is also the evaluation's definition (tools import it).
 """
 
 from __future__ import annotations
@@ -52,8 +55,8 @@ class VideoAELoss:
         self.weights = {"l1": l1, "struct": grad, "kl": kl}
         self.foreground = foreground
 
-    def __call__(self, ae: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        x_hat, mean, logvar = ae(x)  # (b, 3, t, h, w), (b, c, t', h', w') x2
+    def __call__(self, ae: nn.Module, x: torch.Tensor, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        x_hat, mean, logvar = ae(x, noise=noise)  # (b, 3, t, h, w), (b, c, t', h', w') x2
         err = (x_hat - x).abs()  # (b, 3, t, h, w)
         l1 = (err * foreground_weights(x, self.foreground)).mean() if self.foreground else err.mean()
         terms = {"l1": l1, "struct": gradient_l1(x_hat, x), "kl": kl_divergence(mean, logvar)}
@@ -82,12 +85,15 @@ def event_weights(s: torch.Tensor, strength: float, margin: float = 2.3) -> torc
 
 def multi_resolution_stft(x_hat: torch.Tensor, x: torch.Tensor, ffts=(512, 1024, 2048), events: float = 0.0
                           ) -> torch.Tensor:  # fmt: skip
-    """Mean over FFT sizes of spectral convergence (||S - S_hat||_F / ||S||_F) + L1 of log magnitudes; events > 0
-    weights the log-magnitude L1 towards frames above the room tone (event_weights of the target)."""
+    """Mean over FFT sizes of spectral convergence (||S - S_hat||_F / ||S||_F per clip, dim 0 of x (b, ..., n),
+    averaged over clips) + L1 of log magnitudes; events > 0 weights the log-magnitude L1 towards frames above the
+    room tone (event_weights of the target)."""
     total = x.new_zeros(())
+    clips = x.shape[0] if x.ndim > 1 else 1
     for n_fft in ffts:
         s_hat, s = stft_mag(x_hat, n_fft), stft_mag(x, n_fft)
-        sc = torch.linalg.vector_norm(s - s_hat) / torch.linalg.vector_norm(s).clamp_min(1e-7)
+        norms = torch.linalg.vector_norm((s - s_hat).reshape(clips, -1), dim=1)  # (b,)
+        sc = (norms / torch.linalg.vector_norm(s.reshape(clips, -1), dim=1).clamp_min(1e-7)).mean()
         err = (s_hat.clamp_min(1e-5).log() - s.clamp_min(1e-5).log()).abs()  # (..., freq, frames)
         total = total + sc + ((err * event_weights(s, events)).mean() if events else err.mean())
     return total / len(ffts)
@@ -131,9 +137,9 @@ class AudioAELoss:
         self.sample_rate = sample_rate
         self.ffts, self.events = tuple(int(n) for n in ffts), float(events)
 
-    def __call__(self, ae: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def __call__(self, ae: nn.Module, x: torch.Tensor, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         sr = self.sample_rate or int(getattr(ae, "module", ae).geometry.input_rate)
-        x_hat, mean, logvar = ae(x)  # (b, ch, n), (b, c, n / hop) x2
+        x_hat, mean, logvar = ae(x, noise=noise)  # (b, ch, n), (b, c, n / hop) x2
         terms = {
             "stft": multi_resolution_stft(x_hat, x, self.ffts, self.events),
             "mel": log_mel_l1(x_hat, x, sr),

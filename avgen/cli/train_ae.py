@@ -1,4 +1,8 @@
-"""avgen-train-ae: train a video or audio autoencoder with Hydra configs (avgen/conf/train_ae.yaml, avgen/conf/ae/)."""
+"""avgen-train-ae: train a video or audio autoencoder with Hydra configs (avgen/conf/train_ae.yaml, avgen/conf/ae/).
+
+avgen-train-ae ae=video_tiny out_dir=runs/video_ae                                  # rerun the same command to resume
+torchrun --standalone --nproc_per_node 2 -m avgen.cli.train_ae ae=video_tiny ...    # DDP (gloo on CPU, NCCL on CUDA)
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 from avgen.autoencoders.base import Autoencoder
 from avgen.cli.common import CONFIG_DIR, check_resume, friendly_errors, record_run_config, run_dir
 from avgen.data import AVWorld
-from avgen.train.ae_loop import AERoundTrip, AETrainConfig, train_autoencoder
+from avgen.train.ae_loop import AERoundTrip, AETrainConfig, check_config, train_autoencoder
 from avgen.train.checkpoint import seed_all
-from avgen.train.checks import check_numbers
+from avgen.train.distributed import DistInfo, setup, teardown
 
 
 def _validator(cfg: DictConfig) -> AERoundTrip | None:
@@ -45,6 +49,7 @@ class Prepared:
     """Everything an AE training run is built from, after every start-up check has passed."""
 
     ae: Autoencoder
+    info: DistInfo
     loss_fn: object
     data: object
     trainer: AETrainConfig
@@ -54,31 +59,38 @@ class Prepared:
 
 
 def prepare(cfg: DictConfig) -> Prepared:
-    """Build a run from a composed config; tools/benchmarks/trainers.py times the trainer through this."""
+    """Build a run from a composed config (the process group too, under torchrun); tools/benchmarks/trainers.py
+    times the trainer through this."""
     OmegaConf.resolve(cfg)
     trainer = AETrainConfig(**OmegaConf.to_container(cfg.trainer))
-    check_numbers(trainer)  # before anything slow
+    info = setup(trainer.device)
+    check_config(trainer, info.world_size)  # before anything slow
     out = run_dir(cfg)
     check_resume(cfg, out)
-    seed_all(trainer.seed)  # the same initial weights for the same command
+    seed_all(trainer.seed)  # the same initial weights for the same command, on every rank
     ae = instantiate(cfg.ae.model)
     if cfg.get("init_from"):
         _init_from(ae, cfg.init_from)  # on a resume the checkpoint's weights replace these
     loss_fn = instantiate(cfg.ae.loss)
     data = instantiate(cfg.data)
-    record_run_config(cfg, out)
-    n_params = sum(p.numel() for p in ae.parameters())
-    print(f"training {cfg.ae.name} ({ae.kind}, {n_params / 1e6:.2f} M parameters, {ae.geometry}) -> {out}")
-    validate = _validator(cfg) if trainer.val_every else None
-    return Prepared(ae, loss_fn, data, trainer, out, validate, instantiate(cfg.optim))
+    if info.is_main:
+        record_run_config(cfg, out)
+        n_params = sum(p.numel() for p in ae.parameters())
+        print(f"training {cfg.ae.name} ({ae.kind}, {n_params / 1e6:.2f} M parameters, {ae.geometry}); "
+              f"{info.world_size} rank(s) -> {out}")  # fmt: skip
+    validate = _validator(cfg) if trainer.val_every and info.is_main else None  # rank 0 validates
+    return Prepared(ae, info, loss_fn, data, trainer, out, validate, instantiate(cfg.optim))
 
 
 def run(cfg: DictConfig) -> dict:
     """Build everything from a composed config and train; returns the last logged metrics."""
     r = prepare(cfg)
-    last = train_autoencoder(r.ae, r.loss_fn, r.data, r.trainer, r.out, optimizer=r.optimizer, validate=r.validate)
-    said = f"loss {last['loss']:.4f}" if "loss" in last else f"already at trainer.steps={r.trainer.steps}"
-    print(f"done: {said}; exported to {r.out}/export")
+    last = train_autoencoder(r.ae, r.loss_fn, r.data, r.trainer, r.out, optimizer=r.optimizer, validate=r.validate,
+                             info=r.info)  # fmt: skip
+    if r.info.is_main:
+        said = f"loss {last['loss']:.4f}" if "loss" in last else f"already at trainer.steps={r.trainer.steps}"
+        print(f"done: {said}; exported to {r.out}/export")
+    teardown()
     return last
 
 

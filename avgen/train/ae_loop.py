@@ -1,6 +1,9 @@
-"""Training loop for one autoencoder: deterministic batches, AdamW with warmup + cosine, exact resume, latent stats.
+"""Training one autoencoder: deterministic batches, AdamW with warmup + cosine, DDP, exact resume, latent stats.
 
-Batches are a pure function of (seed, step), so a resumed run sees exactly the data an uninterrupted one would.
+Batches are a pure function of (seed, step, global clip index): the clip, its crop offset and its posterior noise,
+so a resumed run sees exactly the data an uninterrupted one would, and a global batch is the same however it is split
+over ranks. Each rank takes a contiguous slice of it; every loss term is a mean of per-clip values (see
+avgen.autoencoders.losses), so DDP's average of the ranks' gradients is the gradient of the global batch's mean.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from avgen.autoencoders.base import Autoencoder
 from avgen.data.batch import video_to_model
+from avgen.errors import InputError
+from avgen.objective import sample_generator
 from avgen.train.checkpoint import (
     capture_rng_state,
     clean_run_dir,
@@ -24,8 +30,8 @@ from avgen.train.checkpoint import (
     save_checkpoint,
 )
 from avgen.train.checks import check_numbers
-from avgen.train.distributed import autocast_for
-from avgen.train.logging import MetricsLogger
+from avgen.train.distributed import DistInfo, all_mean, autocast_for, barrier
+from avgen.train.logging import MetricsLogger, rank_log
 from avgen.train.skeleton import (
     OptimizerFactory,
     build_optimizer,
@@ -62,15 +68,26 @@ class AETrainConfig:
     workers: int = 0  # data-loader processes rendering the next batches while the model trains (0: in this one)
 
 
-def make_batch(data, modality: str, step: int, cfg: AETrainConfig, geometry) -> torch.Tensor:
-    """Batch `step`: clips step*B .. step*B+B-1 of `data`, cropped at offsets drawn from (seed, step)."""
-    rng = np.random.default_rng([cfg.seed, step, 0xAE])
+def check_config(cfg: AETrainConfig, world_size: int) -> None:
+    """Stop before the first step on settings that cannot work, saying what to change."""
+    check_numbers(cfg)
+    if cfg.batch_size % world_size:
+        raise InputError(f"trainer.batch_size={cfg.batch_size} does not split into {world_size} rank(s) with equal "
+                         f"batches: use a multiple of {world_size}")  # fmt: skip
+
+
+def make_batch(data, modality: str, step: int, cfg: AETrainConfig, geometry, rank: int = 0,
+               world_size: int = 1) -> torch.Tensor:  # fmt: skip
+    """Rank `rank`'s contiguous slice (of world_size equal ones; the default: all) of global batch `step`, clips
+    i = step*B .. step*B+B-1 of `data` (wrapping around): clip i cropped at an offset drawn from an rng of
+    (seed, step, 0xAE, i), so the global batch is the same however it is split."""
+    local = cfg.batch_size // world_size
     items = []
-    for i in range(cfg.batch_size):
-        index = (step * cfg.batch_size + i) % len(data)
+    for i in range(step * cfg.batch_size + rank * local, step * cfg.batch_size + (rank + 1) * local):
         if hasattr(data, "set_epoch"):
-            data.set_epoch((step * cfg.batch_size + i) // len(data))
-        clip = data[index]
+            data.set_epoch(i // len(data))
+        clip = data[i % len(data)]
+        rng = np.random.default_rng([cfg.seed, step, 0xAE, i])
         if modality == "video":
             x = video_to_model(clip.video)  # (3, T, H, W)
             t = x.shape[1] if cfg.crop_frames is None else cfg.crop_frames
@@ -84,6 +101,16 @@ def make_batch(data, modality: str, step: int, cfg: AETrainConfig, geometry) -> 
             s = int(rng.integers(x.shape[1] - n + 1))
             items.append(x[:, s : s + n])
     return torch.stack(items)
+
+
+def posterior_noise(ae: Autoencoder, x: torch.Tensor, seed: int, step: int, first: int) -> torch.Tensor | None:
+    """Standard normal posterior draws (b, *latent shape) for x, clips first .. first+b-1 of step `step`: clip i's
+    from its own generator (seed, step, i), so they do not depend on the split. None for a deterministic AE."""
+    if not ae.variational:
+        return None
+    shape = ae.latent_shape_of(x)
+    draws = [torch.randn(shape, generator=sample_generator(seed, step, first + j)) for j in range(len(x))]
+    return torch.stack(draws).to(x.device)
 
 
 class _Batches(torch.utils.data.Dataset):
@@ -126,60 +153,100 @@ def batch_stream(data, modality: str, cfg: AETrainConfig, geometry, start: int):
 
 
 def train_autoencoder(ae: Autoencoder, loss_fn, data, cfg: AETrainConfig, out_dir: str | Path,
-                      optimizer: OptimizerFactory | None = None, validate=None) -> dict:  # fmt: skip
+                      optimizer: OptimizerFactory | None = None, validate=None,
+                      info: DistInfo | None = None) -> dict:  # fmt: skip
     """Train (or resume) `ae` on `data` and export it with measured latent stats to out_dir/export.
     optimizer: params -> optimizer (the optim config group), AdamW from cfg when None; validate(ae, step) -> metrics
-    every cfg.val_every steps (in eval mode, outside the training RNG: see AERoundTrip)."""
-    check_numbers(cfg)
-    out = Path(out_dir)
-    device = torch.device(cfg.device)
+    every cfg.val_every steps (in eval mode, outside the training RNG: see AERoundTrip). Under torchrun (info from
+    avgen.train.distributed.setup) the ranks train one DDP model on their slices of each batch; rank 0 logs,
+    validates, checkpoints and exports while the others wait. Returns the last metrics (means over ranks)."""
+    info = info or DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device(cfg.device))
+    check_config(cfg, info.world_size)
+    out, device = Path(out_dir), info.device
     ae.to(device).train()
     compile_in_place(ae, cfg.compile)  # validation and the latent stats call encode / decode: eager
+    net = _parallel(ae, info)
     opt, sched = build_optimizer(ae.parameters(), cfg, optimizer)
-    clean_run_dir(out)
-    start = _resume(out, device, ae, opt, sched)
-    logger = MetricsLogger(out)
+    if info.is_main:
+        clean_run_dir(out)
+    barrier()
+    start = _resume(out, info, ae, opt, sched)
+    logger = MetricsLogger(out, enabled=info.is_main)
+    local = cfg.batch_size // info.world_size
+    mine = slice(info.rank * local, (info.rank + 1) * local)  # this rank's clips of each global batch
+    local_terms: dict = {}
 
     def one_step(step: int) -> dict:
-        x = next_batch(step).to(device)
+        x = next_batch(step)[mine].to(device)  # (b, ...): this rank's slice of the global batch
+        noise = posterior_noise(ae, x, cfg.seed, step, step * cfg.batch_size + mine.start)
         with autocast_for(device):
-            terms = loss_fn(ae, x)
-        stop_if_not_finite(terms["loss"].detach(), "loss", step, out, device)
+            terms = loss_fn(net, x, noise=noise)
+        names = list(terms)
+        means = all_mean(torch.stack([terms[k].detach().float() for k in names]))  # one reduction for all terms
+        stop_if_not_finite(means[names.index("loss")], "loss", step, out, device)
         opt.zero_grad(set_to_none=True)
-        terms["loss"].backward()
+        terms["loss"].backward()  # DDP averages the ranks' gradients: equal slices, so the global mean's gradient
         norm = clip_gradients(ae.parameters(), cfg.grad_clip, step, out, device)
         opt.step()
         sched.step()
-        return {k: float(v.detach()) for k, v in terms.items()} | {"grad_norm": norm, "lr": sched.get_last_lr()[0]}
+        local_terms.update({k: float(v.detach()) for k, v in terms.items()})
+        return dict(zip(names, means.tolist(), strict=True)) | {"grad_norm": norm, "lr": sched.get_last_lr()[0]}
 
     def after(step: int, last: dict) -> None:
         if due(step, cfg.log_every, cfg.steps):
             logger.log(step, last)
-        if validate is not None and cfg.val_every and step % cfg.val_every == 0:
-            logger.log(step, validate(ae, step))
+            rank_log(out, info, step, local_terms)
+        if cfg.val_every and step % cfg.val_every == 0:
+            if info.is_main and validate is not None:  # the other ranks need no validator
+                logger.log(step, validate(ae, step))
+            barrier()
         if due(step, cfg.ckpt_every, cfg.steps):
-            save_checkpoint(out / "checkpoints", step, {
-                "model": ae.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "step": step, "rng": capture_rng_state(), "config": asdict(cfg),
-            }, keep=cfg.keep)  # fmt: skip
+            _save(out, info, cfg, step, ae, opt, sched)
 
     with batch_stream(data, ae.modality, cfg, ae.geometry, start) as next_batch:
-        last = step_loop(cfg.steps, start, f"train {ae.kind}", cfg.progress, one_step, after)
-    export_with_stats(ae, data, cfg, out / "export")
+        last = step_loop(cfg.steps, start, f"train {ae.kind}", cfg.progress and info.is_main, one_step, after)
+    if info.is_main:  # the latent stats measured once, on rank 0
+        export_with_stats(ae, data, cfg, out / "export")
+    barrier()
     logger.close()
     return last
 
 
-def _resume(out: Path, device, ae: Autoencoder, opt, sched) -> int:
+def _parallel(ae: Autoencoder, info: DistInfo):
+    """The module the losses call: a DDP wrapper under torchrun (inputs already on the device), else `ae`."""
+    if not info.distributed:
+        return ae
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(ae, device_ids=None)
+
+
+def _save(out: Path, info: DistInfo, cfg: AETrainConfig, step: int, ae: Autoencoder, opt, sched) -> None:
+    """Rank 0 writes the checkpoint with every rank's RNG state; the others wait until it is complete."""
+    rng = capture_rng_state()
+    ranks = [None] * info.world_size if info.distributed else [rng]
+    if info.distributed:
+        dist.all_gather_object(ranks, rng)
+    if info.is_main:
+        save_checkpoint(out / "checkpoints", step, {
+            "model": ae.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,
+            "rng": rng, "rng_ranks": ranks, "world_size": info.world_size, "config": asdict(cfg),
+        }, keep=cfg.keep)  # fmt: skip
+    barrier()
+
+
+def _resume(out: Path, info: DistInfo, ae: Autoencoder, opt, sched) -> int:
     found = latest_checkpoint(out / "checkpoints")
     if found is None:
         return 0
-    state = load_checkpoint(found, map_location=device)
+    state = load_checkpoint(found, map_location=info.device)
     ae.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
-    restore_rng_state(state["rng"])
-    log.info("resumed from %s at step %d", found, int(state["step"]))
+    ranks = state.get("rng_ranks") or [state["rng"]]
+    restore_rng_state(ranks[info.rank] if len(ranks) == info.world_size else state["rng"])
+    if info.is_main:
+        log.info("resumed from %s at step %d", found, int(state["step"]))
     return int(state["step"])
 
 

@@ -40,3 +40,19 @@ class MetricsLogger:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def rank_line(out: str | Path, info, line: str) -> None:
+    """Under torchrun, append one line to this rank's own log, out/ranks/rank{r}.log (info: a DistInfo); no-op in
+    one process. Every rank writes its own file, so lines never interleave."""
+    if not info.distributed:
+        return
+    d = Path(out) / "ranks"
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / f"rank{info.rank}.log", "a") as f:
+        f.write(line + "\n")
+
+
+def rank_log(out: str | Path, info, step: int, values: dict[str, float]) -> None:
+    """Each rank's own local losses, one line a log step: `step S name=value ...` (see rank_line)."""
+    rank_line(out, info, f"step {step} " + " ".join(f"{k}={v:.6f}" for k, v in values.items()))

@@ -32,7 +32,7 @@ from avgen.train.checkpoint import (
 from avgen.train.checks import check_numbers
 from avgen.train.distributed import DistInfo, all_mean, autocast_for, barrier
 from avgen.train.ema import EMA
-from avgen.train.logging import MetricsLogger
+from avgen.train.logging import MetricsLogger, rank_log
 from avgen.train.skeleton import (
     OptimizerFactory,
     build_optimizer,
@@ -120,7 +120,7 @@ def train_dit(model, objective, batcher, n_items: int, cfg: TrainConfig, out_dir
     def after(step: int, last: dict) -> None:
         if due(step, cfg.log_every, cfg.steps):
             logger.log(step, last)
-            _rank_log(out, info, step, local_sums)
+            rank_log(out, info, step, local_sums)
         if validate is not None and cfg.val_every and step % cfg.val_every == 0:
             with ema.gathered(keep=info.is_main) as averaged:  # under FSDP every rank takes part in the gather
                 if info.is_main:
@@ -171,16 +171,6 @@ def _accumulate(net, model, objective, batcher, n_items: int, cfg: TrainConfig, 
         for k in sums:
             sums[k] += float(terms[k].detach()) * micro / local
     return sums
-
-
-def _rank_log(out: Path, info: DistInfo, step: int, sums: dict) -> None:
-    """Each rank's own local losses, one line a log step: out_dir/ranks/rank{r}.log."""
-    if not info.distributed:
-        return
-    d = out / "ranks"
-    d.mkdir(parents=True, exist_ok=True)
-    with open(d / f"rank{info.rank}.log", "a") as f:
-        f.write(f"step {step} " + " ".join(f"{k}={v:.6f}" for k, v in sums.items()) + "\n")
 
 
 def _save(out: Path, info: DistInfo, cfg: TrainConfig, step: int, model, ema, opt, sched, fsdp: bool) -> None:
