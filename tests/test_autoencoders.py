@@ -300,3 +300,16 @@ def test_event_weights_lift_a_short_ping_over_room_tone():
     plain, weighted = multi_resolution_stft(y, x), multi_resolution_stft(y, x, events=8.0)
     assert weighted > 1.25 * plain, (float(weighted), float(plain))
     assert multi_resolution_stft(y, x, events=0.0) == plain
+
+
+def test_spectral_convergence_is_per_clip_and_bounded_on_silence():
+    from avgen.autoencoders.losses import multi_resolution_stft
+
+    torch.manual_seed(0)
+    loud = torch.randn(1, 1, 8000) * 0.1
+    silent = torch.zeros(1, 1, 8000)
+    hiss = torch.randn(1, 1, 8000) * 1e-4  # a decoder's faint noise on digital silence
+    pair = multi_resolution_stft(torch.cat([loud * 1.1, hiss]), torch.cat([loud, silent]))
+    alone = (multi_resolution_stft(loud * 1.1, loud) + multi_resolution_stft(hiss, silent)) / 2
+    torch.testing.assert_close(pair, alone, rtol=1e-5, atol=0)  # a batch's loss is the mean of its clips'
+    assert float(multi_resolution_stft(hiss, silent)) < 10  # the -60 dBFS floor (else a division by ~0)

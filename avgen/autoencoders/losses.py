@@ -83,6 +83,9 @@ def event_weights(s: torch.Tensor, strength: float, margin: float = 2.3) -> torc
     return w / w.mean(dim=-1, keepdim=True)
 
 
+QUIET_RMS = 1e-3  # -60 dBFS: below this a clip's spectral convergence is measured against noise of this level
+
+
 def multi_resolution_stft(x_hat: torch.Tensor, x: torch.Tensor, ffts=(512, 1024, 2048), events: float = 0.0
                           ) -> torch.Tensor:  # fmt: skip
     """Mean over FFT sizes of spectral convergence (||S - S_hat||_F / ||S||_F per clip, dim 0 of x (b, ..., n),
@@ -93,7 +96,10 @@ def multi_resolution_stft(x_hat: torch.Tensor, x: torch.Tensor, ffts=(512, 1024,
     for n_fft in ffts:
         s_hat, s = stft_mag(x_hat, n_fft), stft_mag(x, n_fft)
         norms = torch.linalg.vector_norm((s - s_hat).reshape(clips, -1), dim=1)  # (b,)
-        sc = (norms / torch.linalg.vector_norm(s.reshape(clips, -1), dim=1).clamp_min(1e-7)).mean()
+        # floor: ||S|| of white noise at -60 dBFS (E|X_k|^2 = rms^2 * sum(hann^2) = rms^2 * 3 n_fft / 8), so a
+        # silent clip of a media folder cannot blow the ratio up; avworld's quietest clips sit ~10 dB above it
+        floor = QUIET_RMS * (3 * n_fft / 8 * s[0].numel()) ** 0.5
+        sc = (norms / torch.linalg.vector_norm(s.reshape(clips, -1), dim=1).clamp_min(floor)).mean()
         err = (s_hat.clamp_min(1e-5).log() - s.clamp_min(1e-5).log()).abs()  # (..., freq, frames)
         total = total + sc + ((err * event_weights(s, events)).mean() if events else err.mean())
     return total / len(ffts)

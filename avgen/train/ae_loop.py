@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from avgen.autoencoders.base import Autoencoder
 from avgen.data.batch import video_to_model
@@ -30,7 +29,7 @@ from avgen.train.checkpoint import (
     save_checkpoint,
 )
 from avgen.train.checks import check_numbers
-from avgen.train.distributed import DistInfo, all_mean, autocast_for, barrier
+from avgen.train.distributed import DistInfo, all_gather_objects, all_mean, autocast_for, barrier
 from avgen.train.logging import MetricsLogger, rank_log
 from avgen.train.skeleton import (
     OptimizerFactory,
@@ -224,9 +223,7 @@ def _parallel(ae: Autoencoder, info: DistInfo):
 def _save(out: Path, info: DistInfo, cfg: AETrainConfig, step: int, ae: Autoencoder, opt, sched) -> None:
     """Rank 0 writes the checkpoint with every rank's RNG state; the others wait until it is complete."""
     rng = capture_rng_state()
-    ranks = [None] * info.world_size if info.distributed else [rng]
-    if info.distributed:
-        dist.all_gather_object(ranks, rng)
+    ranks = all_gather_objects(rng)
     if info.is_main:
         save_checkpoint(out / "checkpoints", step, {
             "model": ae.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step,

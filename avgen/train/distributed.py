@@ -84,3 +84,12 @@ def all_mean(value: torch.Tensor) -> torch.Tensor:
     t = value.detach().clone()
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t / dist.get_world_size()
+
+
+def all_gather_objects(value: object) -> list:
+    """[value of rank 0, value of rank 1, ...] on every rank (picklable values; [value] without torchrun)."""
+    if not dist.is_initialized():
+        return [value]
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, value)
+    return out

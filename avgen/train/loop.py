@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 
 from avgen.errors import InputError
 from avgen.train import sharding
@@ -30,7 +29,7 @@ from avgen.train.checkpoint import (
     save_checkpoint,
 )
 from avgen.train.checks import check_numbers
-from avgen.train.distributed import DistInfo, all_mean, autocast_for, barrier
+from avgen.train.distributed import DistInfo, all_gather_objects, all_mean, autocast_for, barrier
 from avgen.train.ema import EMA
 from avgen.train.logging import MetricsLogger, rank_log
 from avgen.train.skeleton import (
@@ -179,9 +178,7 @@ def _save(out: Path, info: DistInfo, cfg: TrainConfig, step: int, model, ema, op
     rng = capture_rng_state()
     if fsdp:
         sharding.save_shards(out / "checkpoints", step, model, opt)
-    ranks = [None] * info.world_size if info.distributed else [rng]
-    if info.distributed:
-        dist.all_gather_object(ranks, rng)
+    ranks = all_gather_objects(rng)
     ema_state = ema.state_dict(keep=info.is_main)  # under FSDP a gather every rank takes part in
     if info.is_main:
         state = {"ema": ema_state, "scheduler": sched.state_dict(), "step": step, "rng": rng,
