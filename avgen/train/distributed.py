@@ -84,3 +84,14 @@ def all_mean(value: torch.Tensor) -> torch.Tensor:
     t = value.detach().clone()
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t / dist.get_world_size()
+
+
+def count_distinct(keys) -> int:
+    """How many distinct keys (strings) there are over all ranks, each passing its own; a file two ranks both
+    skipped counts once, as in a run on one rank."""
+    mine = set(keys)
+    if not dist.is_initialized():
+        return len(mine)
+    every = [None] * dist.get_world_size()
+    dist.all_gather_object(every, mine)
+    return len(set().union(*every))
