@@ -61,6 +61,8 @@ class LatentBatcher:
         return twin
 
     def _tokens(self, zv: torch.Tensor, za: torch.Tensor, captions: list[str]):
+        # latents come from the CPU (shards, or encode(...).cpu()); the stats sit with the AE, on CUDA too
+        zv, za = zv.to(self.video_ae.latent_mean.device), za.to(self.audio_ae.latent_mean.device)
         xv, xa = self.layout.patchify(self.video_ae.normalize(zv), self.audio_ae.normalize(za))
         states, mask = self.text(captions)
         return xv.to(self.device), xa.to(self.device), states.to(self.device), mask.to(self.device)
