@@ -14,22 +14,27 @@ from typing import Any, TypeVar
 
 import torch
 
+from avgen.errors import UserError
+
 T = TypeVar("T")
 
 
 class _Steps(torch.utils.data.Dataset):
-    """Step `s` as a dataset item: (make(s), {path: reason} of the files `data` skipped while making it)."""
+    """Step `s` as a dataset item: (make(s), {path: reason} of the files `data` skipped while making it, the user
+    error make raised or None). A user error travels whole: the loader would re-raise it with only its type and a
+    traceback's text, and the one-line report of avgen.errors would lose its message."""
 
     def __init__(self, make: Callable[[int], Any], data: Any = None) -> None:
         self.make, self.data = make, data
 
-    def __getitem__(self, step: int) -> tuple[Any, dict[str, str]]:
-        skipped = getattr(self.data, "skipped", None)
-        if skipped is None:
-            return self.make(step), {}
+    def __getitem__(self, step: int) -> tuple[Any, dict[str, str], UserError | None]:
+        skipped = getattr(self.data, "skipped", {})
         before = len(skipped)  # the record only grows (insertion-ordered), so the new ones are its tail
-        batch = self.make(step)
-        return batch, dict(list(skipped.items())[before:])
+        try:
+            batch, error = self.make(step), None
+        except UserError as e:
+            batch, error = None, e
+        return batch, dict(list(skipped.items())[before:]), error
 
 
 def _as_made(item):
@@ -49,10 +54,10 @@ def step_stream(make: Callable[[int], T], start: int, steps: int, workers: int,
     if workers <= 0 or start >= steps:
         yield make
         return
-    # the loader's own generator seeds the workers, so the global RNG is left alone
+    # forked: make and its data are shared, not pickled; the loader's own generator seeds the workers (global RNG alone)
     loader = torch.utils.data.DataLoader(_Steps(make, data), batch_size=None, sampler=range(start, steps),
                                          num_workers=workers, prefetch_factor=2, collate_fn=_as_made,
-                                         generator=torch.Generator())  # fmt: skip
+                                         multiprocessing_context="fork", generator=torch.Generator())  # fmt: skip
     it = iter(loader)
     expected = iter(range(start, steps))
     try:
@@ -60,9 +65,11 @@ def step_stream(make: Callable[[int], T], start: int, steps: int, workers: int,
         def next_batch(step: int) -> T:
             if step != next(expected, None):
                 raise RuntimeError(f"batch {step} was asked for out of order (the stream makes {start}..{steps - 1})")
-            batch, skipped = next(it)
+            batch, skipped, error = next(it)
             if skipped:
                 data.note_skipped(skipped)
+            if error is not None:
+                raise error
             return batch
 
         yield next_batch
