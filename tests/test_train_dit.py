@@ -208,19 +208,63 @@ def test_non_finite_gradient_stops_with_the_step_named_and_keeps_the_last_good_c
     assert [p.name for p in list_checkpoints(tmp_path / "g" / "checkpoints")][-1] == "step_00000002.pt"
 
 
+def logged(run) -> dict[int, dict]:
+    """step -> the last metrics line logged at that step (a resumed run logs again the steps after its checkpoint)."""
+    return {d["step"]: d for d in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in d}
+
+
+def test_data_workers_train_like_the_main_process_and_resume_exactly(setup, tmp_path):
+    obj = FlowObjective()
+    cfg = TrainConfig(steps=4, batch_size=4, grad_accum=2, lr=2e-3, warmup=1, ckpt_every=2, progress=False,
+                      log_every=1)  # fmt: skip
+    here, batcher, n = make(setup)
+    train_dit(here, obj, batcher, n, cfg, tmp_path / "here")
+    ahead = dataclasses.replace(cfg, workers=2)
+    calls = {"n": 0}
+
+    def crashing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 7:  # the first micro-batch of step 3 (0-based), after the step-2 checkpoint
+            raise RuntimeError("crash")
+        return obj(*args, **kwargs)
+
+    crashed, batcher, n = make(setup)
+    with pytest.raises(RuntimeError, match="crash"):
+        train_dit(crashed, crashing, batcher, n, ahead, tmp_path / "ahead")
+    assert sorted(logged(tmp_path / "ahead")) == [1, 2, 3]
+    resumed, batcher, n = make(setup)
+    train_dit(resumed, obj, batcher, n, ahead, tmp_path / "ahead")  # the stream starts at the resumed step
+    want, got = logged(tmp_path / "here"), logged(tmp_path / "ahead")
+    assert [got[s]["loss"] for s in range(1, 5)] == [want[s]["loss"] for s in range(1, 5)]  # step for step, exactly
+    for (name, a), b in zip(here.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
 def test_on_the_fly_training_skips_and_counts_corrupt_files(setup, tmp_path, caplog):
-    """ClipBatcher over a real folder with 4 unreadable files among 7: training runs, each bad file is skipped once."""
+    """ClipBatcher over a real folder with 4 unreadable files among 7: training runs, each bad file is skipped once
+    and warned about once, and data-loader workers (which skip files in their own copies) give the same tensors,
+    count and warnings."""
+    import logging
+
     from avgen.data import MediaFolder
     from avgen.train.batches import ClipBatcher
     from tests.media_factory import media_folder_with_bad_files
 
     _, layout, video, audio = setup
-    data = MediaFolder(media_folder_with_bad_files(tmp_path / "media"), duration=2.0, fps=16, sample_rate=16000,
-                       size=64, max_skip_ratio=0.6)  # fmt: skip
-    torch.manual_seed(1)
-    model = AVDiT(layout.pv, layout.pa, width=32, depth=1, heads=2, text_dim=8)
-    batcher = ClipBatcher(data, layout, video, audio, HashText(), "cpu")
+    root = media_folder_with_bad_files(tmp_path / "media")
     cfg = TrainConfig(steps=3, batch_size=2, warmup=1, ckpt_every=3, progress=False, log_every=1)
-    last = train_dit(model, FlowObjective(), batcher, len(batcher), cfg, tmp_path / "run")
-    assert torch.isfinite(torch.tensor(last["loss"]))
-    assert data.num_skipped == 4 and len(data) == 7  # bad items are replaced deterministically, not dropped
+    for workers in (0, 2):
+        caplog.clear()
+        data = MediaFolder(root, duration=2.0, fps=16, sample_rate=16000, size=64, max_skip_ratio=0.6)
+        torch.manual_seed(1)
+        model = AVDiT(layout.pv, layout.pa, width=32, depth=1, heads=2, text_dim=8)
+        batcher = ClipBatcher(data, layout, video, audio, HashText(), "cpu")
+        with caplog.at_level(logging.WARNING, logger="avgen.data.folder"):
+            last = train_dit(model, FlowObjective(), batcher, len(batcher), dataclasses.replace(cfg, workers=workers),
+                             tmp_path / f"run{workers}")  # fmt: skip
+        assert torch.isfinite(torch.tensor(last["loss"]))
+        assert data.num_skipped == 4 and len(data) == 7  # bad items are replaced deterministically, not dropped
+        assert last["data/skipped_files"] == 4 and logged(tmp_path / f"run{workers}")[3]["data/skipped_files"] == 4
+        assert sorted(r.args[0] for r in caplog.records) == sorted(data.skipped)  # one warning each
+    here, ahead = logged(tmp_path / "run0"), logged(tmp_path / "run2")
+    assert [ahead[s]["loss"] for s in (1, 2, 3)] == pytest.approx([here[s]["loss"] for s in (1, 2, 3)], abs=1e-6)

@@ -137,6 +137,8 @@ def run(cfg: DictConfig) -> dict:
     if r.info.is_main:
         export_model(last.pop("ema").model, r.out / "export", r.export_config, r.video_ae, r.audio_ae)
         said = f"loss {last['loss']:.4f}" if "loss" in last else f"already at trainer.steps={r.trainer.steps}"
+        if last.get("data/skipped_files"):
+            said += f"; {int(last['data/skipped_files'])} unreadable files skipped (warned about above)"
         print(f"done: {said}; EMA model exported to {r.out}/export "
               f"(AVGenPipeline.from_pretrained / avgen-generate model=...)")  # fmt: skip
     teardown()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import av
 import numpy as np
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from avgen.errors import DataError, InputError, MissingFileError
 from avgen.media import AUDIO_SUFFIXES, VIDEO_SUFFIXES, AVClip, MediaError, read_clip
@@ -26,7 +26,8 @@ class MediaFolder(Dataset):
 
     Files that are unreadable, truncated, empty, shorter than `duration`, or without audio (unless
     missing_audio="silence") are skipped with one warning each and counted in `skipped`; an item that fails is
-    replaced by the next readable one, (index + k) % len, so the order stays deterministic.
+    replaced by the next readable one, (index + k) % len, so the order stays deterministic. Copies in data-loader
+    workers report their skips back through `note_skipped` (avgen.train.stream), which warns and counts them here.
     """
 
     def __init__(
@@ -127,15 +128,27 @@ class MediaFolder(Dataset):
             try:
                 return self._load(i)
             except (MediaError, OSError, ValueError) as e:
-                self.skipped[key] = str(e)
-                log.warning("skipping %s: %s", key, e)
-                if self.num_skipped > self.max_skip_ratio * n:
-                    raise DataError(
-                        f"{self.num_skipped} of {n} files under {self.root} could not be read "
-                        f"(more than max_skip_ratio={self.max_skip_ratio}); "
-                        f"the first: {next(iter(self.skipped.values()))}"
-                    ) from e
+                if get_worker_info() is None:  # a data-loader worker's skips are warned about where they are merged
+                    log.warning("skipping %s: %s", key, e)
+                self._skip({key: str(e)})
         raise DataError(f"no readable media under {self.root}: {self.skipped}")
+
+    def note_skipped(self, skipped: dict[str, str]) -> None:
+        """Merge the files a copy of this dataset skipped in a data-loader worker (path -> reason): one warning each
+        new file, the same count and the same max_skip_ratio stop as if they had been read here."""
+        for key, reason in skipped.items():
+            if key not in self.skipped:
+                log.warning("skipping %s: %s", key, reason)
+        self._skip(skipped)
+
+    def _skip(self, skipped: dict[str, str]) -> None:
+        self.skipped.update(skipped)
+        n = len(self.files)
+        if self.num_skipped > self.max_skip_ratio * n:
+            raise DataError(
+                f"{self.num_skipped} of {n} files under {self.root} could not be read "
+                f"(more than max_skip_ratio={self.max_skip_ratio}); the first: {next(iter(self.skipped.values()))}"
+            )
 
 
 def _probe_duration(path: Path, missing_audio: str) -> float:

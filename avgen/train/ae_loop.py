@@ -8,8 +8,8 @@ avgen.autoencoders.losses), so DDP's average of the ranks' gradients is the grad
 
 from __future__ import annotations
 
+import functools
 import logging
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -40,6 +40,7 @@ from avgen.train.skeleton import (
     step_loop,
     stop_if_not_finite,
 )
+from avgen.train.stream import step_stream
 
 log = logging.getLogger(__name__)
 
@@ -112,45 +113,6 @@ def posterior_noise(ae: Autoencoder, x: torch.Tensor, seed: int, step: int, firs
     return torch.stack(draws).to(x.device)
 
 
-class _Batches(torch.utils.data.Dataset):
-    """Batch `step` as a dataset item, so that data-loader workers can make the next ones ahead of the model."""
-
-    def __init__(self, data, modality: str, cfg: AETrainConfig, geometry) -> None:
-        self.data, self.modality, self.cfg, self.geometry = data, modality, cfg, geometry
-
-    def __len__(self) -> int:
-        return self.cfg.steps
-
-    def __getitem__(self, step: int) -> torch.Tensor:
-        return make_batch(self.data, self.modality, step, self.cfg, self.geometry)
-
-
-@contextmanager
-def batch_stream(data, modality: str, cfg: AETrainConfig, geometry, start: int):
-    """Yields next_batch(step) -> batch `step` for steps start, start + 1, ... in order: made here, or with
-    cfg.workers > 0 by that many processes ahead of the model (the same tensors: a batch is a function of the
-    step; the loader's own generator leaves the global RNG alone). The workers stop when the block ends, however it
-    ends."""
-    if cfg.workers <= 0:
-        yield lambda step: make_batch(data, modality, step, cfg, geometry)
-        return
-    loader = torch.utils.data.DataLoader(_Batches(data, modality, cfg, geometry), batch_size=None,
-                                         sampler=range(start, cfg.steps), num_workers=cfg.workers,
-                                         prefetch_factor=2, generator=torch.Generator())  # fmt: skip
-    it = iter(loader)
-    expected = iter(range(start, cfg.steps))
-    try:
-
-        def next_batch(step: int) -> torch.Tensor:
-            if step != next(expected):
-                raise RuntimeError(f"the AE trainer asked for batch {step} out of order")
-            return next(it)
-
-        yield next_batch
-    finally:
-        it._shutdown_workers()
-
-
 def train_autoencoder(ae: Autoencoder, loss_fn, data, cfg: AETrainConfig, out_dir: str | Path,
                       optimizer: OptimizerFactory | None = None, validate=None,
                       info: DistInfo | None = None) -> dict:  # fmt: skip
@@ -176,7 +138,7 @@ def train_autoencoder(ae: Autoencoder, loss_fn, data, cfg: AETrainConfig, out_di
     local_terms: dict = {}
 
     def one_step(step: int) -> dict:
-        x = next_batch(step)[mine].to(device)  # (b, ...): this rank's slice of the global batch
+        x = next_batch(step).to(device)  # (b, ...): this rank's slice of the global batch (see make)
         noise = posterior_noise(ae, x, cfg.seed, step, step * cfg.batch_size + mine.start)
         with autocast_for(device):
             terms = loss_fn(net, x, noise=noise)
@@ -202,7 +164,10 @@ def train_autoencoder(ae: Autoencoder, loss_fn, data, cfg: AETrainConfig, out_di
         if due(step, cfg.ckpt_every, cfg.steps):
             _save(out, info, cfg, step, ae, opt, sched)
 
-    with batch_stream(data, ae.modality, cfg, ae.geometry, start) as next_batch:
+    make = functools.partial(
+        make_batch, data, ae.modality, cfg=cfg, geometry=ae.geometry, rank=info.rank, world_size=info.world_size
+    )  # each rank renders only its slice
+    with step_stream(make, start, cfg.steps, cfg.workers, data) as next_batch:
         last = step_loop(cfg.steps, start, f"train {ae.kind}", cfg.progress and info.is_main, one_step, after)
     if info.is_main:  # the latent stats measured once, on rank 0
         export_with_stats(ae, data, cfg, out / "export")

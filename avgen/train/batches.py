@@ -6,6 +6,7 @@ pure function of (seed, s): a fresh permutation of the data each epoch.
 
 from __future__ import annotations
 
+import copy
 import functools
 
 import numpy as np
@@ -28,6 +29,14 @@ def batch_indices(step: int, batch: int, n: int, seed: int) -> list[int]:
     return out
 
 
+def _cpu_copy(module):
+    """`module` itself when all its tensors are on the CPU (or it is no torch module), else a CPU copy."""
+    if not isinstance(module, torch.nn.Module):
+        return module
+    tensors = [*module.parameters(), *module.buffers()]
+    return module if all(t.device.type == "cpu" for t in tensors) else copy.deepcopy(module).cpu()
+
+
 class LatentBatcher:
     """Cached raw latents -> normalised tokens and text states for one step."""
 
@@ -43,7 +52,17 @@ class LatentBatcher:
         za = torch.stack([self.shards.audio[i] for i in indices])  # (b, c, n)
         return self._tokens(zv, za, [self.shards.captions[i] for i in indices])
 
+    def on_cpu(self) -> LatentBatcher:
+        """A copy for data-loader workers, which cannot use CUDA: the same tokens, left on the CPU (the trainer moves
+        them), from CPU copies of the autoencoders and text encoder where these sit on another device."""
+        twin = copy.copy(self)
+        twin.video_ae, twin.audio_ae, twin.text = (_cpu_copy(m) for m in (self.video_ae, self.audio_ae, self.text))
+        twin.device = torch.device("cpu")
+        return twin
+
     def _tokens(self, zv: torch.Tensor, za: torch.Tensor, captions: list[str]):
+        # latents come from the CPU (shards, or encode(...).cpu()); the stats sit with the AE, on CUDA too
+        zv, za = zv.to(self.video_ae.latent_mean.device), za.to(self.audio_ae.latent_mean.device)
         xv, xa = self.layout.patchify(self.video_ae.normalize(zv), self.audio_ae.normalize(za))
         states, mask = self.text(captions)
         return xv.to(self.device), xa.to(self.device), states.to(self.device), mask.to(self.device)

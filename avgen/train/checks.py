@@ -11,7 +11,7 @@ from avgen.errors import InputError
 RULES: dict[str, tuple[float, float, bool, bool]] = {
     **{k: (1, math.inf, False, True) for k in ("steps", "batch_size", "grad_accum", "ckpt_every", "log_every", "keep",
                                                 "crop_frames", "stats_batches")},
-    **{k: (0, math.inf, False, True) for k in ("warmup", "val_every", "seed")},
+    **{k: (0, math.inf, False, True) for k in ("warmup", "val_every", "seed", "workers")},
     "weight_decay": (0.0, math.inf, False, False),
     "lr": (1e-12, math.inf, False, False),
     "grad_clip": (1e-12, math.inf, False, False),

@@ -29,7 +29,7 @@ from avgen.train.checkpoint import (
     save_checkpoint,
 )
 from avgen.train.checks import check_numbers
-from avgen.train.distributed import DistInfo, all_gather_objects, all_mean, autocast_for, barrier
+from avgen.train.distributed import DistInfo, all_gather_objects, all_mean, autocast_for, barrier, count_distinct
 from avgen.train.ema import EMA
 from avgen.train.logging import MetricsLogger, rank_log
 from avgen.train.skeleton import (
@@ -41,6 +41,7 @@ from avgen.train.skeleton import (
     step_loop,
     stop_if_not_finite,
 )
+from avgen.train.stream import step_stream
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class TrainConfig:
     device: str = "cpu"
     progress: bool = True
     compile: bool = False  # torch.compile the DiT's forward (same maths; pays off after its compile time)
+    workers: int = 0  # data-loader processes making the next steps' micro-batches while the model trains (0: here)
 
 
 def check_config(cfg: TrainConfig, world_size: int) -> None:
@@ -103,10 +105,13 @@ def train_dit(model, objective, batcher, n_items: int, cfg: TrainConfig, out_dir
     start = _resume(out, info, model, ema, opt, sched, fsdp)
     logger = MetricsLogger(out, enabled=info.is_main)
     local_sums: dict = {}
+    data = getattr(batcher, "dataset", None)  # on the fly: the dataset whose unreadable files are counted
+    make = StepBatches(batcher.on_cpu() if cfg.workers else batcher, n_items, cfg, info)
 
     def one_step(step: int) -> dict:
         opt.zero_grad(set_to_none=True)
-        local_sums.update(_accumulate(net, model, objective, batcher, n_items, cfg, info, fsdp, step))
+        batches = next_batches(step)  # this rank's micro-batches, made here or by cfg.workers processes
+        local_sums.update(_accumulate(net, model, objective, batches, batcher.layout, cfg, info, fsdp, step))
         loss = all_mean(torch.tensor(local_sums["loss"], device=info.device))
         stop_if_not_finite(loss, "loss", step, out, info.device)
         norm = clip_gradients(model.parameters(), cfg.grad_clip, step, out, info.device)
@@ -118,7 +123,7 @@ def train_dit(model, objective, batcher, n_items: int, cfg: TrainConfig, out_dir
 
     def after(step: int, last: dict) -> None:
         if due(step, cfg.log_every, cfg.steps):
-            logger.log(step, last)
+            logger.log(step, last | _data_report(data))
             rank_log(out, info, step, local_sums)
         if validate is not None and cfg.val_every and step % cfg.val_every == 0:
             with ema.gathered(keep=info.is_main) as averaged:  # under FSDP every rank takes part in the gather
@@ -128,10 +133,11 @@ def train_dit(model, objective, batcher, n_items: int, cfg: TrainConfig, out_dir
         if due(step, cfg.ckpt_every, cfg.steps):
             _save(out, info, cfg, step, model, ema, opt, sched, fsdp)
 
-    last = step_loop(cfg.steps, start, "train dit", cfg.progress and info.is_main, one_step, after)
+    with step_stream(make, start, cfg.steps, cfg.workers, data) as next_batches:
+        last = step_loop(cfg.steps, start, "train dit", cfg.progress and info.is_main, one_step, after)
     logger.close()
     ema.unshard(keep=info.is_main)  # under FSDP: the full average on rank 0 (for export), gathered by every rank
-    return last | {"ema": ema}
+    return last | _data_report(data) | {"ema": ema}
 
 
 def _parallel(model, cfg: TrainConfig, info: DistInfo):
@@ -148,15 +154,35 @@ def _parallel(model, cfg: TrainConfig, info: DistInfo):
     return model, False
 
 
-def _accumulate(net, model, objective, batcher, n_items: int, cfg: TrainConfig, info: DistInfo, fsdp: bool,
-                step: int) -> dict:  # fmt: skip
-    """Forward and backward of this rank's micro-batches of one step; returns the local loss terms (their means)."""
+class StepBatches:
+    """step -> this rank's micro-batches of that step, [(xv, xa, text_states, mask)] * grad_accum: the global batch
+    batch_indices(step, ...), the rank's contiguous slice of it, then batcher(...) per micro-batch. A pure function of
+    the step, so that data-loader workers can make it (see avgen.train.stream)."""
+
+    def __init__(self, batcher, n_items: int, cfg: TrainConfig, info: DistInfo) -> None:
+        self.batcher, self.n_items, self.cfg, self.rank = batcher, n_items, cfg, info.rank
+        self.local, self.micro = _split(cfg, info)
+
+    def __call__(self, step: int) -> list[tuple[torch.Tensor, ...]]:
+        lo = self.rank * self.local
+        mine = batch_indices(step, self.cfg.batch_size, self.n_items, self.cfg.seed)[lo : lo + self.local]
+        return [self.batcher(mine[a * self.micro : (a + 1) * self.micro]) for a in range(self.cfg.grad_accum)]
+
+
+def _split(cfg: TrainConfig, info: DistInfo) -> tuple[int, int]:
+    """(samples per rank per step, samples per micro-batch)."""
     local = cfg.batch_size // info.world_size
-    micro = local // cfg.grad_accum
-    mine = batch_indices(step, cfg.batch_size, n_items, cfg.seed)[info.rank * local : (info.rank + 1) * local]
+    return local, local // cfg.grad_accum
+
+
+def _accumulate(net, model, objective, batches: list, layout, cfg: TrainConfig, info: DistInfo, fsdp: bool,
+                step: int) -> dict:  # fmt: skip
+    """Forward and backward of this rank's micro-batches of one step (StepBatches, moved to the device here);
+    returns the local loss terms (their means)."""
+    local, micro = _split(cfg, info)
     sums = {"loss": 0.0, "loss_video": 0.0, "loss_audio": 0.0}
-    for a in range(cfg.grad_accum):
-        xv, xa, text, mask = batcher(mine[a * micro : (a + 1) * micro])
+    for a, batch in enumerate(batches):
+        xv, xa, text, mask = (x.to(info.device) for x in batch)
         first = info.rank * local + a * micro  # global index of this micro-batch's first sample
         seeds = [(cfg.seed, step, first + j) for j in range(micro)]
         last_micro = a == cfg.grad_accum - 1
@@ -165,11 +191,19 @@ def _accumulate(net, model, objective, batcher, n_items: int, cfg: TrainConfig, 
             sharding.set_gradient_sync(model, last_micro)
         with sync:  # one no_sync() around forward and backward (a no_sync context cannot be entered twice)
             with autocast_for(info.device):
-                terms = objective(net, xv, xa, text, mask, batcher.layout, seeds)
+                terms = objective(net, xv, xa, text, mask, layout, seeds)
             (terms["loss"] * (micro / local)).backward()
         for k in sums:
             sums[k] += float(terms[k].detach()) * micro / local
     return sums
+
+
+def _data_report(data) -> dict[str, float]:
+    """{"data/skipped_files": unreadable files skipped so far on any rank} for a dataset that skips them (MediaFolder),
+    else {}. A collective under DDP: every rank calls it at the same steps."""
+    if not hasattr(data, "skipped"):
+        return {}
+    return {"data/skipped_files": count_distinct(data.skipped)}
 
 
 def _save(out: Path, info: DistInfo, cfg: TrainConfig, step: int, model, ema, opt, sched, fsdp: bool) -> None:
