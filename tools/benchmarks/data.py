@@ -135,7 +135,7 @@ def measure(out: Path, *args: str) -> dict:
 
 
 def run(quick: bool = False) -> list[dict]:
-    rounds, steps = (1, 3) if quick else (2, 4)
+    rounds, steps = (1, 2) if quick else (2, 3)
     runs: dict[str, dict[str, list[dict]]] = {"1x": {"train": [], "read": []}, "8x": {"train": [], "read": []}}
     with tempfile.TemporaryDirectory(prefix="avgen_bench_data_") as tmp:
         work = Path(tmp)
