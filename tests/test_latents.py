@@ -136,6 +136,9 @@ def test_a_cut_or_mismatched_shard_is_refused_naming_it(tmp_path):
         with pytest.raises(InputError, match=f"shard_00001.safetensors is {keep} bytes.*cache_latents") as e:
             LatentShards(tmp_path, hashes=hashes)
         assert "\n" not in str(e.value)
+    cut.write_bytes((3).to_bytes(8, "little") + b"[1]")  # a header that is no safetensors header
+    with pytest.raises(InputError, match="shard_00001.safetensors: not a safetensors file"):
+        LatentShards(tmp_path, hashes=hashes)
     from avgen.data.latents import write_shard
 
     write_shard(cut, torch.zeros(1, 4, 2, 3, 2), torch.zeros(1, 4, 10), ["x"], [{}], hashes, {"source": "folder"})

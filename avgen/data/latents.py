@@ -93,12 +93,13 @@ def read_header(path: Path) -> tuple[dict[str, str], dict[str, TensorSpan]]:
             raise InputError(cut)
         try:
             header = json.loads(fh.read(n))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise InputError(f"{path}: not a safetensors file (unreadable header: {e})") from e
-    metadata = header.pop("__metadata__", None) or {}
+            metadata = header.pop("__metadata__", None) or {}
+            tensors = {name: (t["dtype"], *t["data_offsets"]) for name, t in header.items()}
+        except (UnicodeDecodeError, ValueError, AttributeError, KeyError, TypeError) as e:
+            raise InputError(f"{path}: not a safetensors file (unreadable header: {e!r})") from e
     spans, end = {}, 8 + n
     for name, t in header.items():
-        begin, stop = t["data_offsets"]
+        _, begin, stop = tensors[name]
         if t["dtype"] not in DTYPES:
             raise InputError(f"{path}: tensor {name!r} is {t['dtype']}, not one of {sorted(DTYPES)}")
         spans[name] = TensorSpan(DTYPES[t["dtype"]], tuple(t["shape"]), 8 + n + begin)
