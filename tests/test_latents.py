@@ -125,3 +125,70 @@ def test_two_ranks_cache_the_shards_of_one_process(tmp_path, aes):
     for name in names:
         (meta_a, a), (meta_b, b) = read(tmp_path / "one" / name), read(two / name)
         assert meta_a == meta_b and a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def _written(directory, sizes=(3, 1, 4)):
+    """Shards of random latents (shapes of a tiny cache) written with write_shard, and what was written."""
+    from avgen.data.latents import write_shard
+
+    g = torch.Generator().manual_seed(0)
+    hashes = {"video": "v" * 64, "audio": "a" * 64}
+    video, audio, captions, metas = [], [], [], []
+    for k, n in enumerate(sizes):
+        v, a = torch.randn(n, 4, 2, 3, 3, generator=g), torch.randn(n, 4, 10, generator=g)
+        start = len(captions)
+        caps, ms = [f"clip {start + j}" for j in range(n)], [{"index": start + j, "shard": k} for j in range(n)]
+        write_shard(directory / f"shard_{k:05d}.safetensors", v, a, caps, ms, hashes, {"source": "folder"})
+        video.append(v), audio.append(a), captions.extend(caps), metas.extend(ms)
+    return torch.cat(video), torch.cat(audio), captions, metas, hashes
+
+
+def test_lazy_reads_equal_the_written_latents_and_read_on_demand(tmp_path):
+    video, audio, captions, metas, hashes = _written(tmp_path)
+    shards = LatentShards(tmp_path, hashes=hashes)
+    assert len(shards) == 8 and shards.video.shape == video.shape and shards.audio.shape == audio.shape
+    for i in range(8):
+        item = shards[i]
+        assert torch.equal(item["video"], video[i]) and torch.equal(item["audio"], audio[i])
+        assert item["caption"] == captions[i] and item["meta"] == metas[i]
+    assert torch.equal(shards.video[-1], video[7]) and list(shards.metas) == metas and shards.captions == captions
+    with pytest.raises(IndexError):
+        shards.video[8]
+    # clip 5 (the second row of the last shard) rewritten in place after opening: the next read sees it
+    last = tmp_path / "shard_00002.safetensors"
+    data = bytearray(last.read_bytes())
+    start, row = data.find(video[5].numpy().tobytes()), video[5].numel() * 4
+    data[start : start + row] = torch.full_like(video[5], 7.0).numpy().tobytes()
+    last.write_bytes(bytes(data))
+    assert torch.equal(shards.video[5], torch.full_like(video[5], 7.0)) and torch.equal(shards.video[4], video[4])
+
+
+def test_lazy_reads_in_a_forked_dataloader_worker(tmp_path):
+    video, audio, captions, _, hashes = _written(tmp_path)
+    shards = LatentShards(tmp_path, hashes=hashes)
+    assert torch.equal(shards.video[0], video[0])  # descriptors opened in the parent before the fork
+    loader = torch.utils.data.DataLoader(shards, batch_size=None, num_workers=1, multiprocessing_context="fork")
+    items = list(loader)
+    assert [it["caption"] for it in items] == captions
+    assert all(torch.equal(it["video"], video[i]) and torch.equal(it["audio"], audio[i]) for i, it in enumerate(items))
+
+
+def test_a_cut_or_mismatched_shard_is_refused_naming_it(tmp_path):
+    from avgen.errors import InputError
+
+    *_, hashes = _written(tmp_path)
+    cut = tmp_path / "shard_00001.safetensors"
+    whole = cut.read_bytes()
+    for keep in (len(whole) - 4, 100, 5):  # in the data, in the header, in the header's length
+        cut.write_bytes(whole[:keep])
+        with pytest.raises(InputError, match=f"shard_00001.safetensors is {keep} bytes.*cache_latents") as e:
+            LatentShards(tmp_path, hashes=hashes)
+        assert "\n" not in str(e.value)
+    cut.write_bytes((3).to_bytes(8, "little") + b"[1]")  # a header that is no safetensors header
+    with pytest.raises(InputError, match="shard_00001.safetensors: not a safetensors file"):
+        LatentShards(tmp_path, hashes=hashes)
+    from avgen.data.latents import write_shard
+
+    write_shard(cut, torch.zeros(1, 4, 2, 3, 2), torch.zeros(1, 4, 10), ["x"], [{}], hashes, {"source": "folder"})
+    with pytest.raises(InputError, match=r"shard_00001.safetensors: video latents of shape \(4, 2, 3, 2\)"):
+        LatentShards(tmp_path, hashes=hashes)

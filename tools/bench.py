@@ -28,7 +28,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 if str(HERE.parent) not in sys.path:  # sections import tools.benchmarks.common
     sys.path.insert(0, str(HERE.parent))
-SECTIONS = ["avworld", "media", "autoencoders", "dit", "trainers", "generation", "peer"]
+SECTIONS = ["avworld", "media", "autoencoders", "dit", "trainers", "data", "generation", "peer"]
 
 
 def load_section(name: str):
