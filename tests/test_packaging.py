@@ -148,3 +148,13 @@ def test_smoke_import_names_the_package_that_fails(tmp_path):
     assert res.returncode == 1
     first = res.stderr.splitlines()[0]
     assert first.startswith("error: encodec ") and "does not import" in first and "undefined symbol: bar" in first
+
+
+@pytest.mark.parametrize("script", ["evaluate.py", "eval_ae.py", "cache_latents.py", "bench.py"])
+def test_tools_scripts_run_as_the_readme_calls_them(script, tmp_path):
+    """`python tools/X.py ...` from any folder: a script that imports tools.* must find it without PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / script), "--help"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-500:]
+    assert "usage:" in done.stdout

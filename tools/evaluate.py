@@ -22,6 +22,9 @@ import sys
 import time
 from pathlib import Path
 
+if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run as `python tools/evaluate.py`: tools.eval_report
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import numpy as np
 import torch
 
