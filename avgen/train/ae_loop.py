@@ -18,7 +18,6 @@ import torch
 
 from avgen.autoencoders.base import Autoencoder
 from avgen.data.batch import video_to_model
-from avgen.errors import InputError
 from avgen.objective import sample_generator
 from avgen.train.checkpoint import (
     capture_rng_state,
@@ -28,7 +27,7 @@ from avgen.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from avgen.train.checks import check_numbers
+from avgen.train.checks import check_config
 from avgen.train.distributed import DistInfo, all_gather_objects, all_mean, autocast_for, barrier
 from avgen.train.logging import MetricsLogger, rank_log
 from avgen.train.skeleton import (
@@ -66,14 +65,6 @@ class AETrainConfig:
     progress: bool = True
     compile: bool = False  # torch.compile the AE's forward, which the losses call (same maths)
     workers: int = 0  # data-loader processes rendering the next batches while the model trains (0: in this one)
-
-
-def check_config(cfg: AETrainConfig, world_size: int) -> None:
-    """Stop before the first step on settings that cannot work, saying what to change."""
-    check_numbers(cfg)
-    if cfg.batch_size % world_size:
-        raise InputError(f"trainer.batch_size={cfg.batch_size} does not split into {world_size} rank(s) with equal "
-                         f"batches: use a multiple of {world_size}")  # fmt: skip
 
 
 def make_batch(data, modality: str, step: int, cfg: AETrainConfig, geometry, rank: int = 0,

@@ -36,3 +36,15 @@ def check_numbers(cfg, prefix: str = "trainer") -> None:
         if value < low or value > high or (open_high and value == high):
             upper = "" if high == math.inf else f" and {'<' if open_high else '<='} {high:g}"
             raise InputError(f"{key} is out of range: it must be >= {low:g}{upper}")
+
+
+def check_config(cfg, world_size: int) -> None:
+    """Both trainers' start-up check: the numbers, then a global batch that splits into world_size ranks x
+    trainer.grad_accum (1 where the trainer has none) equal micro-batches."""
+    check_numbers(cfg)
+    accum = getattr(cfg, "grad_accum", 1)
+    split = world_size * accum
+    if cfg.batch_size % split:
+        parts = f"{world_size} rank(s)" + (f" x trainer.grad_accum={accum}" if hasattr(cfg, "grad_accum") else "")
+        raise InputError(f"trainer.batch_size={cfg.batch_size} does not split into {parts} equal micro-batches: use "
+                         f"a multiple of {split}")  # fmt: skip

@@ -98,9 +98,4 @@ def all_gather_objects(value: object) -> list:
 def count_distinct(keys) -> int:
     """How many distinct keys (strings) there are over all ranks, each passing its own; a file two ranks both
     skipped counts once, as in a run on one rank."""
-    mine = set(keys)
-    if not dist.is_initialized():
-        return len(mine)
-    every = [None] * dist.get_world_size()
-    dist.all_gather_object(every, mine)
-    return len(set().union(*every))
+    return len(set().union(*all_gather_objects(set(keys))))

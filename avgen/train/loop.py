@@ -28,7 +28,7 @@ from avgen.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from avgen.train.checks import check_numbers
+from avgen.train.checks import check_config
 from avgen.train.distributed import DistInfo, all_gather_objects, all_mean, autocast_for, barrier, count_distinct
 from avgen.train.ema import EMA
 from avgen.train.logging import MetricsLogger, rank_log
@@ -67,17 +67,6 @@ class TrainConfig:
     progress: bool = True
     compile: bool = False  # torch.compile the DiT's forward (same maths; pays off after its compile time)
     workers: int = 0  # data-loader processes making the next steps' micro-batches while the model trains (0: here)
-
-
-def check_config(cfg: TrainConfig, world_size: int) -> None:
-    """Stop before the first step on settings that cannot work, saying what to change."""
-    check_numbers(cfg)
-    split = world_size * cfg.grad_accum
-    if cfg.batch_size % split:
-        raise InputError(
-            f"trainer.batch_size={cfg.batch_size} does not split into {world_size} rank(s) x trainer.grad_accum="
-            f"{cfg.grad_accum} equal micro-batches: use a multiple of {split}"
-        )
 
 
 def _local_info(cfg: TrainConfig) -> DistInfo:
