@@ -6,8 +6,13 @@ A model directory holds three parts, each loadable on its own:
     video_ae/, audio_ae/                     the autoencoders (avgen.autoencoders.load)
 
     pipe = AVGenPipeline.from_pretrained("assets/default")
-    clip = pipe("a small red ball bounces around with soft thuds", seed=1)
+    clip = pipe("a small red ball bounces around with soft thuds", num_inference_steps=16, guidance_scale=3.0,
+                generator=torch.Generator().manual_seed(1))
     clip.save("ball.mp4")
+    clips = pipe(["a red ball bounces", "a woman says 'seven'"], num_clips_per_prompt=2, seed=1)  # 4 clips, 1 batch
+    pipe.save_pretrained("my_model")  # what from_pretrained loads, with a README.md model card
+
+avgen's own names (steps, cfg_video, cfg_audio, cfg_sync, seed) stay as aliases: avgen.pipeline_args.
 
 Tasks: t2av (default), t2v, t2a, a2v (audio given), v2a (video given), extend (a clip continued by sliding windows).
 Given samples and frames are copied into the output; only the generated spans are decoded.
@@ -17,8 +22,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -31,6 +36,7 @@ from avgen.errors import InputError, MissingFileError
 from avgen.media import AVClip, MediaError, mix_channels
 from avgen.models.dit import AVDiT
 from avgen.paths import portable_path
+from avgen.pipeline_args import Noise, SamplerSettings, draw_noise, prompt_list
 from avgen.sampling import Given, guided_velocity, schedule, solve
 from avgen.tasks import CONTINUATION, MAX_LENGTH_FACTOR, Task, get_task, given_masks
 from avgen.tokens import AVTokenLayout, ClipFormat
@@ -43,33 +49,12 @@ NEEDS = {"audio": "audio (c, n) at the model's sample rate: audio=... (input=spe
 
 @dataclass(frozen=True)
 class Run:
-    """What every window of one generation shares."""
+    """What every window of one generation shares: one prompt per clip (prompt-major) and their noise."""
 
-    prompt: str
-    seed: int
+    prompts: tuple[str, ...]
+    noise: Noise
     settings: SamplerSettings
     progress: bool
-
-
-@dataclass
-class SamplerSettings:
-    method: str = "euler"
-    steps: int = 16
-    shift: float = 1.0
-    cfg_video: float = 3.0
-    cfg_audio: float = 3.0
-    cfg_sync: float = 1.0  # guidance on the other modality (avgen.sampling.guided_velocity); 1: off
-
-    def __post_init__(self) -> None:
-        """Settings that cannot work are refused here, naming the key (as avgen-generate spells it)."""
-        if self.method not in ("euler", "heun"):
-            raise InputError(f"method={self.method}: use euler or heun")
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise InputError(f"steps={self.steps} must be a whole number >= 1")
-        for key in ("shift", "cfg_video", "cfg_audio", "cfg_sync"):
-            value = getattr(self, key)
-            if not math.isfinite(value) or value < 0 or (key == "shift" and value == 0):
-                raise InputError(f"{key}={value} must be a finite number {'> 0' if key == 'shift' else '>= 0'}")
 
 
 def file_hash(path: str | Path) -> str:
@@ -183,40 +168,33 @@ class AVGenPipeline:
         self,
         prompts: list[str],
         layout: AVTokenLayout,
-        seed: int,
+        seed: int | Sequence[torch.Generator],
         given: Given | None = None,
         sampler: SamplerSettings | None = None,
         progress: bool = False,
         sync_from: int = 0,
     ):
-        """Denoise both modalities together for each prompt; returns video and audio tokens (b, l, p).
+        """Denoise both modalities together for the batch of prompts; returns video and audio tokens (b, l, p).
+        seed: an int (prompt i: seed + i) or one generator per prompt (avgen.pipeline_args.draw_noise).
         sync_from: the modality (0 video, 1 audio) sync guidance makes the other one follow (the task's row)."""
         s = sampler or self.sampler
         b = len(prompts)
-        g = torch.Generator().manual_seed(int(seed))
-        noise = (torch.randn(b, layout.lv, layout.pv, generator=g), torch.randn(b, layout.la, layout.pa, generator=g))
+        gens = list(seed) if isinstance(seed, Sequence) else Noise.of(b, seed, None).window()
+        noise = draw_noise(gens, (layout.lv, layout.pv), (layout.la, layout.pa))
         dev = self.device
-        if all(not p.strip() for p in prompts):  # no caption: the learned null text, guidance has nothing to add
+        empty = torch.tensor([not p.strip() for p in prompts], device=dev)  # (b,) no caption: the learned null text
+        if empty.all():  # guidance has nothing to add
             text, mask = self.dit.null_text_batch(b)
-            s = SamplerSettings(s.method, s.steps, s.shift, 1.0, 1.0, s.cfg_sync)
-        else:
+            s = replace(s, cfg_video=1.0, cfg_audio=1.0)
+        else:  # captionless rows of a mixed batch get the null text in every branch (their guidance adds ~0)
             text, mask = self.text(prompts)
         text, mask = text.to(dev), mask.to(dev)
 
         def model_fn(xs, levels, drop):
-            n = xs[0].shape[0]
-            reps = n // b
+            reps = xs[0].shape[0] // b  # guidance branches stacked on the batch
             with autocast_for(dev):
-                out = self.dit(
-                    xs[0],
-                    xs[1],
-                    levels[0],
-                    levels[1],
-                    text.repeat(reps, 1, 1),
-                    mask.repeat(reps, 1),
-                    layout,
-                    drop_text=drop,
-                )
+                out = self.dit(xs[0], xs[1], levels[0], levels[1], text.repeat(reps, 1, 1), mask.repeat(reps, 1),
+                               layout, drop_text=drop | empty.repeat(reps))  # fmt: skip
             return tuple(o.float() for o in out)
 
         velocity = guided_velocity(model_fn, (s.cfg_video, s.cfg_audio), s.cfg_sync, sync_from,
@@ -226,21 +204,13 @@ class AVGenPipeline:
         xs = solve(velocity, tuple(x.to(dev) for x in noise), schedule(s.steps, s.shift), s.method, given, progress)
         return xs[0].cpu(), xs[1].cpu()
 
-    def settings(self, steps=None, cfg_video=None, cfg_audio=None, method=None, shift=None,
-                 cfg_sync=None) -> SamplerSettings:  # fmt: skip
-        s = self.sampler
-        return SamplerSettings(
-            method=method or s.method,
-            steps=s.steps if steps is None else steps,
-            shift=float(s.shift if shift is None else shift),
-            cfg_video=float(s.cfg_video if cfg_video is None else cfg_video),
-            cfg_audio=float(s.cfg_audio if cfg_audio is None else cfg_audio),
-            cfg_sync=float(s.cfg_sync if cfg_sync is None else cfg_sync),
-        )
+    def settings(self, **overrides) -> SamplerSettings:
+        """The model's sampler defaults with `overrides` (diffusers' or avgen's names, None: keep), checked."""
+        return self.sampler.merged(**overrides)
 
     def __call__(
         self,
-        prompt: str = "",
+        prompt: str | Sequence[str] = "",
         task: str = "t2av",
         *,
         video: torch.Tensor | None = None,
@@ -248,36 +218,69 @@ class AVGenPipeline:
         clip: AVClip | None = None,
         seconds: float = 2.0,
         duration: float | None = None,
-        seed: int = 0,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        audio_guidance_scale: float | None = None,
+        sync_guidance_scale: float | None = None,
+        num_clips_per_prompt: int = 1,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
+        seed: int | None = None,
         progress: bool = False,
         **sampler,
-    ) -> AVClip:
-        """Generate one clip. t2av/t2v/t2a: from the prompt; a2v: `audio` (c, n) at the model's rate is given;
-        v2a: `video` (t, h, w, 3) uint8 at the model's fps and size is given; extend: `clip` continued by `seconds`."""
+    ) -> AVClip | list[AVClip]:
+        """Generate clips. t2av/t2v/t2a: from the prompt; a2v: `audio` (c, n) at the model's rate is given;
+        v2a: `video` (t, h, w, 3) uint8 at the model's fps and size is given; extend: `clip` continued by `seconds`.
+        A list of prompts, each num_clips_per_prompt times, is one DiT batch sharing the given media (extend: one
+        clip per call). Returns an AVClip for one prompt string and one clip, else a list of AVClips, prompt-major.
+        `sampler`: avgen's names (steps, cfg_video, cfg_audio, cfg_sync, method, shift); noise: avgen.pipeline_args."""
         spec = get_task(task)
         given = {"audio": audio, "video": video, "clip": clip}.get(spec.input)
         if spec.input is not None and given is None:
             raise InputError(f"task {task} needs {NEEDS[spec.input]}")
-        run = Run(prompt, seed, self.settings(**sampler), progress)
+        prompts = prompt_list(prompt, num_clips_per_prompt)
+        if spec.given == "prefix" and len(prompts) > 1:
+            raise InputError(f"task {task} continues one clip per call: give one prompt and num_clips_per_prompt=1")
+        settings = self.settings(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                                 audio_guidance_scale=audio_guidance_scale, sync_guidance_scale=sync_guidance_scale,
+                                 **sampler)  # fmt: skip
+        run = Run(tuple(prompts), Noise.of(len(prompts), seed, generator), settings, progress)
         if spec.given == "none":
-            out = self._from_text(spec, run, duration)
+            clips = self._from_text(spec, run, duration)
         elif spec.given == "prefix":
-            out = self._extend(run, given, seconds)
+            clips = [self._extend(run, given, seconds)]
         else:
-            out = self._from_given(spec, run, given)
-        out.caption = prompt
-        out.meta.update({"prompt": prompt, "seed": str(seed), "task": task, "model_hash": self.model_hash})
-        return out
+            clips = self._from_given(spec, run, given)
+        for j, (out, p) in enumerate(zip(clips, prompts, strict=True)):
+            out.caption = p
+            seed_j = run.noise.seed_of(j)
+            out.meta.update({"prompt": p, **({"seed": seed_j} if seed_j is not None else {}), "task": task,
+                             "model_hash": self.model_hash})  # fmt: skip
+        return clips[0] if isinstance(prompt, str) and num_clips_per_prompt == 1 else clips
+
+    def save_pretrained(self, directory: str | Path, half: bool = False, **export_options) -> Path:
+        """Write a model directory that from_pretrained loads back (export_model), with the current sampler
+        defaults (self.sampler) and a README.md model card. half: store the DiT in fp16 (loads back as fp32)."""
+        config = {k: v for k, v in self.config.items() if k != "dit"}
+        config["sampler"] = asdict(self.sampler)
+        return export_model(self.dit, directory, config, self.video_ae, self.audio_ae, half=half, **export_options)
 
     # ------------------------------------------------------------------------------------------------------------
     # the tasks: what is given, what is sampled, what is decoded and copied (given media come back untouched)
     # ------------------------------------------------------------------------------------------------------------
-    def _window(self, task: str, run: Run, layout, frames=None, wave=None, prefix: float = 0.0):
-        """Encode what `task` gives, hold those tokens, sample the rest: video and audio tokens (1, l, p)."""
+    def _window(self, task: str, run: Run, layout, frames=None, wave=None, prefix: float = 0.0, k: int = 0):
+        """Encode what `task` gives (shared by the batch), hold those tokens, sample the rest for every prompt of
+        `run` (its k-th window): video and audio tokens (b, l, p)."""
+        b = len(run.prompts)
         xv, xa = self.encode(frames, wave, layout) if frames is not None or wave is not None else (None, None)
-        given = Given.of(given_masks([task], layout, [prefix]), xv, xa)
-        return self.sample_tokens([run.prompt], layout, run.seed, given, run.settings, run.progress,
+        if xv is not None:
+            xv, xa = xv.expand(b, -1, -1), xa.expand(b, -1, -1)  # (b, l, p)
+        given = Given.of(given_masks([task] * b, layout, [prefix] * b), xv, xa)
+        return self.sample_tokens(list(run.prompts), layout, run.noise.window(k), given, run.settings, run.progress,
                                   get_task(task).sync_index)  # fmt: skip
+
+    def _decoded(self, xv: torch.Tensor, xa: torch.Tensor, layout, video: bool = True, audio: bool = True):
+        """(frames, wave) of each clip of a batch, decoded one clip at a time (the memory of large VAEs)."""
+        return [self.decode(xv[j : j + 1], xa[j : j + 1], layout, video, audio) for j in range(xv.shape[0])]
 
     def frames(self, seconds: float) -> int:
         return self.video_ae.geometry.steps_in(seconds)
@@ -303,20 +306,23 @@ class AVGenPipeline:
                 f"(read_clip(..., size={self.size}) does)"
             )
 
-    def _from_text(self, spec: Task, run: Run, duration: float | None) -> AVClip:
+    def _from_text(self, spec: Task, run: Run, duration: float | None) -> list[AVClip]:
         want = float(duration or self.duration)
         layout = self.layout(self._length(want, f"duration={want}"))
         xv, xa = self._window(spec.name, run, layout)
         keep_video, keep_audio = spec.keeps
-        frames, wave = self.decode(xv, xa, layout, video=keep_video, audio=keep_audio)
         n_frames, n_samples = self.frames(want), self.samples(want)
-        if not keep_audio:  # a silent track of the clip's length
-            wave = torch.zeros(self.format.channels, n_samples)
-        if not keep_video:
-            frames = torch.zeros(0, *self.size, 3, dtype=torch.uint8)
-        return AVClip(video=frames[:n_frames], audio=wave[:, :n_samples], fps=self.fps, sample_rate=self.sample_rate)
+        clips = []
+        for frames, wave in self._decoded(xv, xa, layout, video=keep_video, audio=keep_audio):
+            if not keep_audio:  # a silent track of the clip's length
+                wave = torch.zeros(self.format.channels, n_samples)
+            if not keep_video:
+                frames = torch.zeros(0, *self.size, 3, dtype=torch.uint8)
+            clips.append(AVClip(video=frames[:n_frames], audio=wave[:, :n_samples], fps=self.fps,
+                                sample_rate=self.sample_rate))  # fmt: skip
+        return clips
 
-    def _from_given(self, spec: Task, run: Run, given: torch.Tensor) -> AVClip:
+    def _from_given(self, spec: Task, run: Run, given: torch.Tensor) -> list[AVClip]:
         """a2v (audio given) and v2a (video given): the given modality is copied, the other one generated."""
         if spec.given == "audio":
             wave = mix_channels(given.float(), self.format.channels)
@@ -325,8 +331,8 @@ class AVGenPipeline:
             layout = self.layout(dur)
             padded = torch.nn.functional.pad(wave, (0, self.samples(dur) - wave.shape[-1]))
             xv, xa = self._window(spec.name, run, layout, wave=padded)
-            frames, _ = self.decode(xv, xa, layout, audio=False)
-            video, audio = frames[: self.frames(seconds)], given.float().clone()
+            pairs = [(frames[: self.frames(seconds)], given.float().clone())
+                     for frames, _ in self._decoded(xv, xa, layout, audio=False)]  # fmt: skip
         else:
             self._check_frames(given)
             seconds = given.shape[0] / self.fps
@@ -335,9 +341,9 @@ class AVGenPipeline:
             extra = self.frames(dur) - given.shape[0]  # repeat the last frame to fill the window
             padded = torch.cat([given, given[-1:].expand(extra, -1, -1, -1)]) if extra > 0 else given
             xv, xa = self._window(spec.name, run, layout, frames=padded)
-            _, wave = self.decode(xv, xa, layout, video=False)
-            video, audio = given.clone(), wave[:, : self.samples(seconds)]
-        return AVClip(video=video, audio=audio, fps=self.fps, sample_rate=self.sample_rate)
+            pairs = [(given.clone(), wave[:, : self.samples(seconds)])
+                     for _, wave in self._decoded(xv, xa, layout, video=False)]  # fmt: skip
+        return [AVClip(video=v, audio=a, fps=self.fps, sample_rate=self.sample_rate) for v, a in pairs]
 
     def _extend(self, run: Run, clip: AVClip, seconds: float) -> AVClip:
         """Sliding windows of the trained duration: each holds the last `context` seconds given and adds the rest."""
@@ -351,10 +357,10 @@ class AVGenPipeline:
         frames, wave = clip.video, mix_channels(clip.audio.float(), self.format.channels)
         cf, cs = self.frames(context), self.samples(context)
         want_f, want_s = frames.shape[0] + self.frames(seconds), wave.shape[1] + self.samples(seconds)
+        window = replace(run, prompts=(run.prompts[0] or (clip.caption or ""),))
         k = 0
         while frames.shape[0] < want_f or wave.shape[1] < want_s:
-            window = Run(run.prompt or (clip.caption or ""), run.seed + k, run.settings, run.progress)
-            xv, xa = self._window(CONTINUATION, window, layout, frames[-cf:], wave[:, -cs:], prefix=context)
+            xv, xa = self._window(CONTINUATION, window, layout, frames[-cf:], wave[:, -cs:], k=k, prefix=context)
             new_f, new_w = self.decode(xv, xa, layout)
             frames, wave = torch.cat([frames, new_f[cf:]]), torch.cat([wave, new_w[:, cs:]], dim=1)
             k += 1
@@ -381,10 +387,11 @@ def export_model(
     dit: AVDiT, directory: str | Path, config: dict, video_ae: Autoencoder, audio_ae: Autoencoder, half: bool = False
 ) -> Path:
     """Write a model directory that AVGenPipeline.from_pretrained loads: dit/ (safetensors + config.json with the
-    network, clip format, tokens, text encoder and sampler defaults) beside video_ae/ and audio_ae/."""
+    network, clip format, tokens, text encoder and sampler defaults) beside video_ae/ and audio_ae/, and README.md."""
     from safetensors.torch import save_file
 
     from avgen._atomic import atomic_path
+    from avgen.model_card import write_model_card
 
     d = Path(directory)
     (d / "dit").mkdir(parents=True, exist_ok=True)
@@ -396,4 +403,5 @@ def export_model(
         tmp.write_text(json.dumps({"dit": dit.config, **config}, indent=2) + "\n")
     video_ae.save(d / "video_ae")  # weights first, config.json last, each replaced atomically
     audio_ae.save(d / "audio_ae")
+    write_model_card(d, dit, config, video_ae, audio_ae)  # README.md: the Hugging Face model card
     return d
