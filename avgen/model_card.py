@@ -37,7 +37,8 @@ def card_metadata(dit, config: dict, video_ae: Autoencoder, audio_ae: Autoencode
            **{k: dit.config[k] for k in ("width", "depth", "heads") if k in dit.config}}  # fmt: skip
     avgen = {"clip": clip, "tokens": fmt.to_config()["tokens"], **aes, "dit": net}
     avgen |= {k: config[k] for k in ("sampler", "training", "checkpoint") if k in config}
-    return {"library_name": "avgen", "pipeline_tag": PIPELINE_TAG, "license": LICENSE, "tags": TAGS, "avgen": avgen}
+    meta = {"library_name": "avgen", "pipeline_tag": PIPELINE_TAG, "license": LICENSE, "tags": TAGS, "avgen": avgen}
+    return json.loads(json.dumps(meta, default=str))  # plain YAML types: tuples as lists, Fractions as strings
 
 
 def model_card(directory: str | Path, dit, config: dict, video_ae: Autoencoder, audio_ae: Autoencoder) -> str:
