@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -378,13 +379,23 @@ def model_config(run: dict, clip_format: ClipFormat) -> dict:
 
 
 def export_model(
-    dit: AVDiT, directory: str | Path, config: dict, video_ae: Autoencoder, audio_ae: Autoencoder, half: bool = False
+    dit: AVDiT,
+    directory: str | Path,
+    config: dict,
+    video_ae: Autoencoder,
+    audio_ae: Autoencoder,
+    half: bool = False,
+    reference: Collection[str] = (),
+    root: str | None = None,
 ) -> Path:
     """Write a model directory that AVGenPipeline.from_pretrained loads: dit/ (safetensors + config.json with the
-    network, clip format, tokens, text encoder and sampler defaults) beside video_ae/ and audio_ae/."""
+    network, clip format, tokens, text encoder and sampler defaults) beside video_ae/ and audio_ae/. The AEs are
+    copied, except the parts named in `reference` ("video", "audio"): those get a reference.json to the directory the
+    AE was loaded from, relative to the part's folder or to the environment variable `root` (AVGEN_...)."""
     from safetensors.torch import save_file
 
     from avgen._atomic import atomic_path
+    from avgen.autoencoders.reference import check_parts, export_autoencoder
 
     d = Path(directory)
     (d / "dit").mkdir(parents=True, exist_ok=True)
@@ -394,6 +405,6 @@ def export_model(
         save_file(state, str(tmp))
     with atomic_path(d / "dit" / "config.json") as tmp:
         tmp.write_text(json.dumps({"dit": dit.config, **config}, indent=2) + "\n")
-    video_ae.save(d / "video_ae")  # weights first, config.json last, each replaced atomically
-    audio_ae.save(d / "audio_ae")
+    for part, ae in (("video", video_ae), ("audio", audio_ae)):  # each file replaced atomically
+        export_autoencoder(ae, d / f"{part}_ae", reference=part in check_parts(reference), root=root)
     return d
