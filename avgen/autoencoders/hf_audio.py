@@ -83,8 +83,11 @@ class _HFCodec(Autoencoder):
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> _HFCodec:
         """The codec saved in a transformers directory (config.json model_type = cls.model_type, safetensors)."""
+        from transformers.utils import logging as hf_logging
+
         d = _hf_dir(directory, f"transformers {cls.model_type}")
         _, model_cls = cls._classes()
+        hf_logging.disable_progress_bar()  # as the text encoder does: no bar per load in logs
         try:
             model = model_cls.from_pretrained(str(d), local_files_only=True)
         except (OSError, ValueError) as e:
