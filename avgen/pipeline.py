@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -384,13 +384,23 @@ def model_config(run: dict, clip_format: ClipFormat) -> dict:
 
 
 def export_model(
-    dit: AVDiT, directory: str | Path, config: dict, video_ae: Autoencoder, audio_ae: Autoencoder, half: bool = False
+    dit: AVDiT,
+    directory: str | Path,
+    config: dict,
+    video_ae: Autoencoder,
+    audio_ae: Autoencoder,
+    half: bool = False,
+    reference: Collection[str] = (),
+    root: str | None = None,
 ) -> Path:
     """Write a model directory that AVGenPipeline.from_pretrained loads: dit/ (safetensors + config.json with the
-    network, clip format, tokens, text encoder and sampler defaults) beside video_ae/ and audio_ae/, and README.md."""
+    network, clip format, tokens, text encoder and sampler defaults) beside video_ae/ and audio_ae/, and README.md.
+    The AEs are copied, except the parts named in `reference` ("video", "audio"): those get a reference.json to the
+    directory the AE was loaded from, relative to the part's folder or to the environment variable `root`."""
     from safetensors.torch import save_file
 
     from avgen._atomic import atomic_path
+    from avgen.autoencoders.reference import check_parts, export_autoencoder
     from avgen.model_card import write_model_card
 
     d = Path(directory)
@@ -401,7 +411,7 @@ def export_model(
         save_file(state, str(tmp))
     with atomic_path(d / "dit" / "config.json") as tmp:
         tmp.write_text(json.dumps({"dit": dit.config, **config}, indent=2) + "\n")
-    video_ae.save(d / "video_ae")  # weights first, config.json last, each replaced atomically
-    audio_ae.save(d / "audio_ae")
+    for part, ae in (("video", video_ae), ("audio", audio_ae)):  # each file replaced atomically
+        export_autoencoder(ae, d / f"{part}_ae", reference=part in check_parts(reference), root=root)
     write_model_card(d, dit, config, video_ae, audio_ae)  # README.md: the Hugging Face model card
     return d

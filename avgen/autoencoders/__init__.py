@@ -1,12 +1,14 @@
-"""Autoencoders: media <-> latents, with declared geometry. `load(dir)` returns a saved one."""
+"""Autoencoders: media <-> latents, with declared geometry. `load(dir)` returns a saved one (ours, a reference, or a
+transformers / diffusers directory)."""
 
 from avgen.autoencoders.audio import SeanetAudioAE
 from avgen.autoencoders.base import AEGeometry, Autoencoder
 from avgen.autoencoders.encodec import EncodecAdapter
-from avgen.autoencoders.io import load, weights_hash
+from avgen.autoencoders.hf_audio import DiffusersOobleck, HFDac, HFEncodec
+from avgen.autoencoders.io import known_kinds, load, weights_hash
 from avgen.autoencoders.video import VideoVAE
 
 __all__ = [
-    "AEGeometry", "Autoencoder", "EncodecAdapter", "SeanetAudioAE", "VideoVAE", "load",
-    "weights_hash",
+    "AEGeometry", "Autoencoder", "DiffusersOobleck", "EncodecAdapter", "HFDac", "HFEncodec", "SeanetAudioAE",
+    "VideoVAE", "known_kinds", "load", "weights_hash",
 ]  # fmt: skip

@@ -151,6 +151,7 @@ class Autoencoder(nn.Module):
     config: dict
     variational: bool = True
     kind: str = ""
+    source_dir: Path | None = None  # the directory it was loaded from (set by load / from_pretrained), for references
 
     latent_mean: torch.Tensor
     latent_std: torch.Tensor

@@ -33,7 +33,8 @@ def load_autoencoder(group, part: str, device="cpu"):
 # settings a rerun may change and still resume (logged); any other difference stops it
 RESUMABLE = ("trainer.steps", "trainer.log_every", "trainer.ckpt_every", "trainer.val_every", "trainer.keep",
              "trainer.progress", "trainer.device", "trainer.compile", "trainer.workers", "out_dir",
-             "validation.probe_clips", "validation.probe_seed", "validation.clips", "validation.seed")  # fmt: skip
+             "validation.probe_clips", "validation.probe_seed", "validation.clips", "validation.seed",
+             "export.reference", "export.root")  # fmt: skip
 
 
 def run_dir(cfg) -> Path:

@@ -7,7 +7,7 @@ torchrun --standalone --nproc_per_node 2 -m avgen.cli.train latents=...         
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import hydra
@@ -79,6 +79,19 @@ def _probes(val: DictConfig, fmt: ClipFormat, layout, video_ae, audio_ae, text):
         return probes_from_clips(clips, video_ae, audio_ae, text, layout)
 
 
+def _export_options(cfg: DictConfig, out: Path, video_ae, audio_ae) -> dict:
+    """export.reference / export.root, checked now (not after training): each referenced AE was loaded from a
+    directory that the export can name relative to its folder or to the root."""
+    from avgen.autoencoders.reference import check_parts, reference_path
+
+    export = cfg.get("export") or {}
+    parts, root = check_parts(list(export.get("reference") or [])), export.get("root")
+    for part, ae in (("video", video_ae), ("audio", audio_ae)):
+        if part in parts:
+            reference_path(ae, out / "export" / f"{part}_ae", root)
+    return {"reference": sorted(parts), "root": root}
+
+
 @dataclass
 class Prepared:
     """Everything a training run is built from, after every start-up check has passed."""
@@ -94,6 +107,7 @@ class Prepared:
     export_config: dict
     video_ae: object
     audio_ae: object
+    export_options: dict = field(default_factory=dict)  # export_model's reference / root (config key export)
 
 
 def prepare(cfg: DictConfig) -> Prepared:
@@ -127,7 +141,8 @@ def prepare(cfg: DictConfig) -> Prepared:
         validator = Validator(lambda m: AVGenPipeline(m, video_ae, audio_ae, text, config), out, probes=probes,
                               layout=layout)  # fmt: skip
     return Prepared(trainer, info, out, model, instantiate(cfg.objective), batcher, validator,
-                    instantiate(cfg.optim), config, video_ae, audio_ae)  # fmt: skip
+                    instantiate(cfg.optim), config, video_ae, audio_ae,
+                    _export_options(cfg, out, video_ae, audio_ae))  # fmt: skip
 
 
 def run(cfg: DictConfig) -> dict:
@@ -135,7 +150,8 @@ def run(cfg: DictConfig) -> dict:
     last = train_dit(r.model, r.objective, r.batcher, len(r.batcher), r.trainer, r.out, validate=r.validator,
                      info=r.info, optimizer=r.optimizer)  # fmt: skip
     if r.info.is_main:
-        export_model(last.pop("ema").model, r.out / "export", r.export_config, r.video_ae, r.audio_ae)
+        export_model(last.pop("ema").model, r.out / "export", r.export_config, r.video_ae, r.audio_ae,
+                     **r.export_options)  # fmt: skip
         said = f"loss {last['loss']:.4f}" if "loss" in last else f"already at trainer.steps={r.trainer.steps}"
         if last.get("data/skipped_files"):
             said += f"; {int(last['data/skipped_files'])} unreadable files skipped (warned about above)"
