@@ -269,3 +269,40 @@ def test_clip_lengths_round_nothing_and_refuse_with_the_valid_counts():
     assert clip_lengths(VIDEO25, OOBLECK_LIKE, d)[1] >= 1.9 * 44100 and d < 1.9 + 0.16 + 0.1
     with pytest.raises(ValueError, match="tokens.relaxed=true"):  # no whole ratio, no opt-in: today's error
         AVTokenLayout.from_geometry(VIDEO25, OOBLECK_LIKE, 1.92, (64, 64), audio_patch=1)
+
+
+def test_a_causal_video_vae_and_the_pipeline_make_clips_of_the_lengths_asked_for():
+    """avgen's own VideoVAE with causal=True (1 + 4k frames) beside a 40 Hz audio AE with audio_patch 3 (no whole
+    ratio; causal groups by time): the format's lengths encode to the layout's latents and decode back, and every
+    task returns what was asked for (extend keeps the two streams on one clock window after window)."""
+    from avgen.autoencoders import SeanetAudioAE, VideoVAE
+    from avgen.media import AVClip
+    from avgen.models.dit import AVDiT
+    from avgen.pipeline import AVGenPipeline
+    from avgen.tokens import ClipFormat
+
+    torch.manual_seed(0)
+    video, audio = VideoVAE(latent_channels=4, width=8, mults=[1, 1, 1], causal=True), SeanetAudioAE(4, n_filters=4)
+    config = {"clip": {"duration": 2.0625, "size": [32, 32]}, "sampler": {"steps": 1},
+              "tokens": {"video_patch": [1, 2, 2], "audio_patch": 3, "ref_rate": 100.0}}  # fmt: skip
+    fmt = ClipFormat.derive(video, audio, config["clip"], config["tokens"])
+    layout = fmt.layout(video, audio)
+    assert fmt.lengths(video, audio) == layout.media_lengths(video.geometry, audio.geometry) == (33, 27 * 3 * 400)
+    with torch.no_grad():
+        zv = video.encode(torch.rand(1, 3, 33, 32, 32) * 2 - 1)  # (1, 4, 9, 4, 4)
+        za = audio.encode(torch.rand(1, 1, 32400) * 2 - 1)  # (1, 4, 81)
+        assert (tuple(zv.shape[1:]), tuple(za.shape[1:])) == (layout.video_latent, layout.audio_latent)
+        assert video.decode(zv).shape[2] == 33 and audio.decode(za).shape[2] == 32400
+    dit = AVDiT(layout.pv, layout.pa, width=32, depth=1, heads=2, text_dim=16)
+    for p in dit.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    pipe = AVGenPipeline(dit, video, audio, None, config)
+    clip = pipe(duration=2.0)  # not a valid count itself (32 frames): generated at 33, cut to 2 s
+    assert (clip.video.shape[0], clip.audio.shape[1]) == (32, 32000)
+    v2a = pipe(task="v2a", video=clip.video[:20])
+    assert (v2a.video.shape[0], v2a.audio.shape[1]) == (20, 20000)
+    a2v = pipe(task="a2v", audio=clip.audio[:, :20800])
+    assert (a2v.video.shape[0], a2v.audio.shape[1]) == (21, 20800)  # 1.3 s
+    longer = pipe(task="extend", clip=AVClip(video=clip.video, audio=clip.audio, fps=16, sample_rate=16000), seconds=1)
+    assert (longer.video.shape[0], longer.audio.shape[1]) == (48, 48000)
+    assert torch.equal(longer.video[:32], clip.video) and torch.equal(longer.audio[:, :32000], clip.audio)
