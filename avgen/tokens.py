@@ -238,14 +238,21 @@ class AVTokenLayout:
         """Clip duration in rotary ticks (the video's span; the audio ends within it)."""
         return float(self.edges[-1]) * self.ref_rate
 
+    def bounds(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """(start, end) in seconds of each token's true span: video (lv,) twice, audio (la,) twice."""
+        if self.causal:
+            window = torch.arange(self.lv) // (self.grid[1] * self.grid[2])
+            edges = torch.tensor([float(e) for e in self.edges], dtype=torch.float64)
+            video = (edges[:-1][window], edges[1:][window])
+        else:
+            half = 0.5 * float(self.video_patch[0] / self.video_rate)
+            video = (self.video_times - half, self.video_times + half)
+        half = 0.5 * float(self.audio_patch / self.audio_rate)
+        return video, (self.audio_times - half, self.audio_times + half)
+
     def token_mask_before(self, seconds: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-modality masks (lv,), (la,) of tokens whose span ends by `seconds` (for continuation)."""
-        if self.causal:
-            ends = torch.tensor([float(e) for e in self.edges[1:]], dtype=torch.float64)
-            v_end = ends[torch.arange(self.lv) // (self.grid[1] * self.grid[2])]
-        else:
-            v_end = self.video_times + 0.5 * float(self.video_patch[0] / self.video_rate)
-        a_end = self.audio_times + 0.5 * float(self.audio_patch / self.audio_rate)
+        (_, v_end), (_, a_end) = self.bounds()
         eps = 1e-9
         return v_end <= seconds + eps, a_end <= seconds + eps
 
