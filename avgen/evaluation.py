@@ -135,8 +135,9 @@ def probes_from_clips(clips, video_ae, audio_ae, text_encoder, layout, seed: int
 
     batch = collate_clips(clips)
     dev = next(video_ae.parameters()).device
-    zv = video_ae.normalize(video_ae.encode(batch["video"].to(dev))).cpu()  # (n, c, t, h, w)
-    za = audio_ae.normalize(audio_ae.encode(batch["audio"].to(dev))).cpu()  # (n, c, m)
+    frames, samples = layout.media_lengths(video_ae.geometry, audio_ae.geometry)
+    zv = video_ae.normalize(video_ae.encode(batch["video"][:, :, :frames].to(dev))).cpu()  # (n, c, t, h, w)
+    za = audio_ae.normalize(audio_ae.encode(batch["audio"][..., :samples].to(dev))).cpu()  # (n, c, m)
     xv, xa = layout.patchify(zv, za)  # (n, lv, pv), (n, la, pa)
     text, mask = text_encoder([c.caption for c in clips])
     families = [c.meta.get("family", "all") for c in clips]

@@ -24,7 +24,6 @@ import hashlib
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, replace
-from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -130,10 +129,11 @@ class AVGenPipeline:
 
     def valid_duration(self, seconds: float) -> float:
         """The shortest duration >= seconds that both autoencoders and the token layout accept."""
-        step = Fraction(1) / Fraction(self.layout(self.duration).video_rate)  # one video latent frame
-        step *= self.format.video_patch[0]
-        n = max(1, -(-Fraction(seconds).limit_denominator(10_000) // step))
-        return float(n * step)
+        return self.format.valid_duration(self.video_ae, self.audio_ae, seconds)
+
+    def lengths(self, duration: float) -> tuple[int, int]:
+        """(frames, samples) of the layout of `duration` (a valid duration): what encode takes and decode gives."""
+        return self.format.lengths(self.video_ae, self.audio_ae, duration)
 
     # ------------------------------------------------------------------------------------------------------------
     # encoding / decoding
@@ -329,7 +329,7 @@ class AVGenPipeline:
             seconds = wave.shape[-1] / self.sample_rate
             dur = self._length(seconds, "the given audio")
             layout = self.layout(dur)
-            padded = torch.nn.functional.pad(wave, (0, self.samples(dur) - wave.shape[-1]))
+            padded = torch.nn.functional.pad(wave, (0, self.lengths(dur)[1] - wave.shape[-1]))
             xv, xa = self._window(spec.name, run, layout, wave=padded)
             pairs = [(frames[: self.frames(seconds)], given.float().clone())
                      for frames, _ in self._decoded(xv, xa, layout, audio=False)]  # fmt: skip
@@ -338,7 +338,7 @@ class AVGenPipeline:
             seconds = given.shape[0] / self.fps
             dur = self._length(seconds, "the given video")
             layout = self.layout(dur)
-            extra = self.frames(dur) - given.shape[0]  # repeat the last frame to fill the window
+            extra = self.lengths(dur)[0] - given.shape[0]  # repeat the last frame to fill the window
             padded = torch.cat([given, given[-1:].expand(extra, -1, -1, -1)]) if extra > 0 else given
             xv, xa = self._window(spec.name, run, layout, frames=padded)
             pairs = [(given.clone(), wave[:, : self.samples(seconds)])
@@ -355,15 +355,20 @@ class AVGenPipeline:
             raise MediaError(f"the clip is {clip.duration:.2f} s; extend needs at least {context:g} s to continue from")
         layout = self.layout(self.duration)
         frames, wave = clip.video, mix_channels(clip.audio.float(), self.format.channels)
-        cf, cs = self.frames(context), self.samples(context)
+        (cf, cs), full_f = self.lengths(context), self.lengths(self.duration)[0]
+        # audio is cut where the video's context starts (its cs samples may end up to one token before the video's
+        # context does, when the rates have no whole ratio), so the two streams stay on one clock window after window
+        cut, step = self.samples(context), round((full_f - cf) * self.sample_rate / self.fps)
         want_f, want_s = frames.shape[0] + self.frames(seconds), wave.shape[1] + self.samples(seconds)
         window = replace(run, prompts=(run.prompts[0] or (clip.caption or ""),))
-        k = 0
+        k, now = 0, wave.shape[1]  # now: where the audio meets the video's end
         while frames.shape[0] < want_f or wave.shape[1] < want_s:
-            xv, xa = self._window(CONTINUATION, window, layout, frames[-cf:], wave[:, -cs:], k=k, prefix=context)
+            given = wave[:, now - cut : now - cut + cs]
+            given = torch.nn.functional.pad(given, (0, cs - given.shape[1]))  # < 1 token short: silence
+            xv, xa = self._window(CONTINUATION, window, layout, frames[-cf:], given, k=k, prefix=context)
             new_f, new_w = self.decode(xv, xa, layout)
-            frames, wave = torch.cat([frames, new_f[cf:]]), torch.cat([wave, new_w[:, cs:]], dim=1)
-            k += 1
+            frames, wave = torch.cat([frames, new_f[cf:]]), torch.cat([wave[:, : now - cut + cs], new_w[:, cs:]], 1)
+            k, now = k + 1, now + step
         n0 = clip.video.shape[0]
         added = mix_channels(wave[:, clip.audio.shape[1] : want_s], clip.audio.shape[0])
         return AVClip(video=torch.cat([clip.video, frames[n0:want_f]]), audio=torch.cat([clip.audio.float(), added], 1),

@@ -6,9 +6,16 @@ Names used throughout avgen:
     split       the inverse of interleave
     unpatchify  the inverse of patchify
 
-A token's time is the centre of its span in seconds. Each video token group spans `pt` latent frames; the audio
-tokens whose spans fall inside that window follow it. The number of audio tokens per video window must be a whole
-number (checked with Fraction).
+A token's time is the centre of its true span in seconds. Each video token group (a window) spans `pt` latent frames;
+the audio tokens of that time follow it. Which audio tokens go with which window, by rule:
+    whole ratio (the default)  audio tokens per video window must be a whole number (checked with Fraction; a clear
+                               error otherwise, naming the audio_patch values that work and the opt-in below).
+    relaxed (tokens.relaxed)   opt-in, for published codecs with no whole ratio (Oobleck 44100/2048 Hz, DAC 44 kHz):
+                               each audio token follows the window its centre falls in; windows hold n or n + 1.
+    causal video AE            its first latent frame covers one input frame (Wan, CogVideoX, LTX-Video), so no
+                               whole share exists: a causal layout always groups by time, with or without the flag.
+With a whole ratio and a uniform AE the three give the same order (bit-identical to the whole-ratio rule), and the
+permutation is computed once per shape either way. Window spans, clip lengths: avgen/timeline.py.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from einops import rearrange
 
 from avgen.autoencoders.base import AEGeometry
 from avgen.errors import InputError
+from avgen.timeline import audio_tokens_in, clip_lengths, latent_edges, shortest_duration, window_of
 
 
 def patchify_video(z: torch.Tensor, patch: tuple[int, int, int]) -> torch.Tensor:
@@ -58,13 +66,18 @@ class AVTokenLayout:
     video_rate: Fraction  # video latent frames per second
     audio_rate: Fraction  # audio latents per second
     ref_rate: float = 100.0  # rotary time coordinate = seconds * ref_rate
+    causal: bool = False  # the video AE's first latent frame covers one input frame (module docstring)
+    time_stride: int = 1  # input frames per later video latent frame (used with causal)
+    relaxed: bool = False  # group audio tokens by the window their centre falls in, without a whole number each
     perm: torch.Tensor = field(init=False, repr=False)
     inverse: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         c, t, h, w = self.video_latent
         pt, ph, pw = self.video_patch
-        self.per_window = self.audio_per_window(self.video_rate / pt, self.audio_rate, self.audio_patch)
+        self.by_time = self.relaxed or self.causal
+        self.per_window = self._whole_share() if self.by_time else self.audio_per_window(
+            self.video_rate / pt, self.audio_rate, self.audio_patch)  # fmt: skip
         if t % pt or h % ph or w % pw:
             raise InputError(f"video latents {self.video_latent} are not divisible by the patch {self.video_patch}")
         if self.audio_latent[1] % self.audio_patch:
@@ -74,9 +87,12 @@ class AVTokenLayout:
         self.grid = (t // pt, h // ph, w // pw)
         self.lv = self.grid[0] * self.grid[1] * self.grid[2]
         self.la = self.audio_latent[1] // self.audio_patch
-        if self.la != self.grid[0] * self.per_window:
+        self.edges = latent_edges(t, self.video_rate, self.causal, self.time_stride)[::pt]  # window edges, seconds
+        want = audio_tokens_in(self.edges[-1], self.audio_rate, self.audio_patch) if self.by_time else None
+        if self.la != (want if self.by_time else self.grid[0] * self.per_window):
+            each = "" if self.by_time else f" of {self.per_window}"
             raise InputError(
-                f"{self.la} audio tokens do not fill {self.grid[0]} video windows of {self.per_window}: the audio and "
+                f"{self.la} audio tokens do not fill {self.grid[0]} video windows{each}: the audio and "
                 f"video latents cover different durations"
             )
         self.l = self.lv + self.la
@@ -84,12 +100,24 @@ class AVTokenLayout:
         self.pa = self.audio_latent[0] * self.audio_patch
         # interleave: sort [video, audio] by (window, modality, original order)
         video_window = torch.arange(self.lv) // (self.grid[1] * self.grid[2])
-        audio_window = torch.arange(self.la) // self.per_window
-        window = torch.cat([video_window, audio_window])
+        window = torch.cat([video_window, self.audio_windows])
         modality = torch.cat([torch.zeros(self.lv, dtype=torch.long), torch.ones(self.la, dtype=torch.long)])
         key = (window * 2 + modality) * self.l + torch.arange(self.l)
         self.perm = torch.argsort(key)  # sequence position -> index in [video, audio]
         self.inverse = torch.argsort(self.perm)
+
+    @property
+    def audio_windows(self) -> torch.Tensor:
+        """(la,) the video window each audio token follows: the one its centre falls in (exact, with Fractions)."""
+        if not self.by_time:
+            return torch.arange(self.la) // self.per_window
+        span = Fraction(self.audio_patch) / Fraction(self.audio_rate)
+        return torch.tensor(window_of([(i + Fraction(1, 2)) * span for i in range(self.la)], self.edges))
+
+    def _whole_share(self) -> int:
+        """Audio tokens per window where every window holds the same whole number, else 0 (grouped by time)."""
+        ratio = Fraction(self.audio_rate) / self.audio_patch / (Fraction(self.video_rate) / self.video_patch[0])
+        return int(ratio) if not self.causal and ratio.denominator == 1 else 0
 
     @staticmethod
     def audio_per_window(window_rate: Fraction, audio_rate: Fraction, k: int) -> int:
@@ -99,7 +127,8 @@ class AVTokenLayout:
             raise InputError(
                 f"audio tokens per video latent frame must be a whole number: audio latent rate {audio_rate} Hz / "
                 f"audio_patch {k} / video latent rate {window_rate} Hz = {ratio}. audio_patch values that work: "
-                f"{good_k[:8] or 'none'} (or change the video fps so its latent rate divides {audio_rate} Hz)"
+                f"{good_k[:8] or 'none'} (or change the video fps so its latent rate divides {audio_rate} Hz, or set "
+                f"tokens.relaxed=true to group audio tokens by the window their centre falls in)"
             )
         return int(ratio)
 
@@ -113,10 +142,11 @@ class AVTokenLayout:
         video_patch: tuple[int, int, int] = (1, 2, 2),
         audio_patch: int = 2,
         ref_rate: float = 100.0,
+        relaxed: bool = False,
     ) -> AVTokenLayout:
         """Layout for clips of `duration` seconds at frame `size` (H, W), from the two AEs' declared geometry."""
         video.check_size(*size)
-        nv, na = video.duration_length(duration), audio.duration_length(duration)
+        nv, na = clip_lengths(video, audio, duration, video_patch, audio_patch)
         tv, ta = video.latent_length(nv), audio.latent_length(na)
         s = video.spatial_stride
         return cls(
@@ -127,6 +157,9 @@ class AVTokenLayout:
             video_rate=video.latent_rate,
             audio_rate=audio.latent_rate,
             ref_rate=ref_rate,
+            causal=video.causal,
+            time_stride=video.time_stride,
+            relaxed=bool(relaxed),
         )
 
     @classmethod
@@ -144,6 +177,11 @@ class AVTokenLayout:
         both = sequence.index_select(1, self.inverse.to(sequence.device))
         return both[:, : self.lv], both[:, self.lv :]
 
+    def media_lengths(self, video: AEGeometry, audio: AEGeometry) -> tuple[int, int]:
+        """(frames, samples) that encode to this layout's latents and that decoding them gives (the inverse of
+        avgen.timeline.clip_lengths: a clip source longer by less than one audio token is cut to these)."""
+        return video.input_length(self.video_latent[1]), audio.input_length(self.audio_latent[1])
+
     def patchify(self, zv: torch.Tensor, za: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return patchify_video(zv, self.video_patch), patchify_audio(za, self.audio_patch)
 
@@ -153,9 +191,12 @@ class AVTokenLayout:
     # ---------------------------------------------------------------------------------------------------------------
     @property
     def video_times(self) -> torch.Tensor:
-        """(lv,) centre time in seconds of each video token."""
-        span = float(self.video_patch[0] / self.video_rate)
+        """(lv,) centre time in seconds of each video token (of its window's true span, for a causal AE too)."""
         frame = torch.arange(self.lv) // (self.grid[1] * self.grid[2])
+        if self.causal:
+            centres = [float((a + b) / 2) for a, b in zip(self.edges[:-1], self.edges[1:], strict=True)]
+            return torch.tensor(centres, dtype=torch.float64)[frame]
+        span = float(self.video_patch[0] / self.video_rate)
         return (frame.double() + 0.5) * span
 
     @property
@@ -188,18 +229,30 @@ class AVTokenLayout:
 
     @property
     def finest_spacing(self) -> float:
-        """Smallest gap between token times, in rotary ticks."""
-        return float(min(self.video_patch[0] / self.video_rate, self.audio_patch / self.audio_rate)) * self.ref_rate
+        """Smallest token span, in rotary ticks (a causal AE's first window is its shortest)."""
+        first = self.edges[1] - self.edges[0]  # = video_patch[0] / video_rate without a causal AE
+        return float(min(first, self.audio_patch / self.audio_rate)) * self.ref_rate
 
     @property
     def span(self) -> float:
-        """Clip duration in rotary ticks."""
-        return float(self.grid[0] * self.video_patch[0] / self.video_rate) * self.ref_rate
+        """Clip duration in rotary ticks (the video's span; the audio ends within it)."""
+        return float(self.edges[-1]) * self.ref_rate
+
+    def bounds(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        """(start, end) in seconds of each token's true span: video (lv,) twice, audio (la,) twice."""
+        if self.causal:
+            window = torch.arange(self.lv) // (self.grid[1] * self.grid[2])
+            edges = torch.tensor([float(e) for e in self.edges], dtype=torch.float64)
+            video = (edges[:-1][window], edges[1:][window])
+        else:
+            half = 0.5 * float(self.video_patch[0] / self.video_rate)
+            video = (self.video_times - half, self.video_times + half)
+        half = 0.5 * float(self.audio_patch / self.audio_rate)
+        return video, (self.audio_times - half, self.audio_times + half)
 
     def token_mask_before(self, seconds: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-modality masks (lv,), (la,) of tokens whose span ends by `seconds` (for continuation)."""
-        v_end = self.video_times + 0.5 * float(self.video_patch[0] / self.video_rate)
-        a_end = self.audio_times + 0.5 * float(self.audio_patch / self.audio_rate)
+        (_, v_end), (_, a_end) = self.bounds()
         eps = 1e-9
         return v_end <= seconds + eps, a_end <= seconds + eps
 
@@ -207,12 +260,19 @@ class AVTokenLayout:
     def key(self) -> tuple:
         """Everything that defines the layout (two layouts with equal keys have equal tokens, times and positions)."""
         return (self.video_latent, self.audio_latent, self.video_patch, self.audio_patch, self.video_rate,
-                self.audio_rate, self.ref_rate)  # fmt: skip
+                self.audio_rate, self.ref_rate, self.causal, self.time_stride, self.relaxed)  # fmt: skip
+
+    def _per_window_text(self) -> str:
+        if self.per_window:
+            return f"{self.per_window} audio tokens per video window"
+        counts = torch.bincount(self.audio_windows, minlength=self.grid[0])
+        rule = "causal first window" if self.causal else "relaxed"
+        return f"{int(counts.min())}-{int(counts.max())} audio tokens per video window (grouped by time, {rule})"
 
     def describe(self) -> str:
         return (
             f"{self.lv} video tokens ({self.grid[0]}x{self.grid[1]}x{self.grid[2]}, dim {self.pv}) + {self.la} audio "
-            f"tokens (dim {self.pa}), {self.per_window} audio tokens per video window; {self.l} in all"
+            f"tokens (dim {self.pa}), {self._per_window_text()}; {self.l} in all"
         )
 
 
@@ -225,9 +285,9 @@ def rope_periods(n_pairs: int, min_period: float, max_period: float) -> torch.Te
 
 @dataclass(frozen=True)
 class ClipFormat:
-    """The clip a model makes, derived once: the few free choices (duration, frame size, patches, rotary rate)
-    plus what the two autoencoders declare (fps, sample rate, channels). A model directory stores only the free
-    choices (dit/config.json "clip" and "tokens"); the rest is read from its autoencoders."""
+    """The clip a model makes, derived once: the few free choices (duration, frame size, patches, rotary rate, the
+    relaxed rule) plus what the two autoencoders declare (fps, sample rate, channels). A model directory stores only
+    the free choices (dit/config.json "clip" and "tokens"); the rest is read from its autoencoders."""
 
     duration: float
     size: tuple[int, int]
@@ -237,24 +297,38 @@ class ClipFormat:
     video_patch: tuple[int, int, int] = (1, 2, 2)
     audio_patch: int = 2
     ref_rate: float = 100.0
+    relaxed: bool = False
 
     @classmethod
     def derive(cls, video_ae, audio_ae, clip: dict, tokens: dict) -> ClipFormat:
         """From the AEs and the free choices as a model directory or a training config writes them:
-        clip {"duration", "size"}, tokens {"video_patch", "audio_patch", "ref_rate"}."""
+        clip {"duration", "size"}, tokens {"video_patch", "audio_patch", "ref_rate", "relaxed" (default false)}."""
         v, a = video_ae.geometry, audio_ae.geometry
         return cls(duration=float(clip["duration"]), size=tuple(int(x) for x in clip["size"]), fps=v.input_rate,
                    sample_rate=a.input_rate, channels=a.channels, video_patch=tuple(tokens["video_patch"]),
-                   audio_patch=int(tokens["audio_patch"]), ref_rate=float(tokens["ref_rate"]))  # fmt: skip
+                   audio_patch=int(tokens["audio_patch"]), ref_rate=float(tokens["ref_rate"]),
+                   relaxed=bool(tokens.get("relaxed", False)))  # fmt: skip
 
     def to_config(self) -> dict:
         """The free choices, as dit/config.json stores them (the rates belong to the autoencoders)."""
         return {"clip": {"duration": self.duration, "size": list(self.size)},
                 "tokens": {"video_patch": list(self.video_patch), "audio_patch": self.audio_patch,
-                           "ref_rate": self.ref_rate}}  # fmt: skip
+                           "ref_rate": self.ref_rate, "relaxed": self.relaxed}}  # fmt: skip
 
     def layout(self, video_ae, audio_ae, duration: float | None = None) -> AVTokenLayout:
         """The token layout of this format for clips of `duration` seconds (default: the trained duration)."""
         return AVTokenLayout.from_autoencoders(video_ae, audio_ae, self.duration if duration is None else duration,
                                                self.size, video_patch=self.video_patch, audio_patch=self.audio_patch,
-                                               ref_rate=self.ref_rate)  # fmt: skip
+                                               ref_rate=self.ref_rate, relaxed=self.relaxed)  # fmt: skip
+
+    def lengths(self, video_ae, audio_ae, duration: float | None = None) -> tuple[int, int]:
+        """(frames, samples) of a clip of `duration` seconds (default: the trained duration) in this format: what
+        a data source must give the autoencoders and what decoding a layout of that duration returns. Raises,
+        naming the valid frame counts, for a duration the video AE can't take (avgen.timeline.clip_lengths)."""
+        return clip_lengths(video_ae.geometry, audio_ae.geometry, self.duration if duration is None else duration,
+                            self.video_patch, self.audio_patch)  # fmt: skip
+
+    def valid_duration(self, video_ae, audio_ae, seconds: float) -> float:
+        """The shortest duration >= seconds this format takes, with both frames and samples covering `seconds`."""
+        return float(shortest_duration(video_ae.geometry, audio_ae.geometry, seconds, self.video_patch,
+                                       self.audio_patch))  # fmt: skip

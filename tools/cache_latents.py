@@ -28,6 +28,7 @@ from avgen.data import AVWorld, MediaFolder, collate_clips
 from avgen.data.avworld.world import WORLD_VERSION
 from avgen.data.latents import write_shard
 from avgen.errors import InputError
+from avgen.timeline import clip_lengths
 from avgen.train.distributed import DistInfo, all_mean, setup, teardown
 from avgen.train.logging import rank_line
 
@@ -42,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--duration", type=float, default=2.0)
     ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--audio-patch", type=int, default=2,
+                    help="tokens.audio_patch of the training run: the audio is cut to whole audio tokens")  # fmt: skip
     ap.add_argument("--folder", default=None, help="a folder of real media instead of the avworld")
     ap.add_argument(
         "--families",
@@ -63,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     fps, sr = float(video_ae.geometry.input_rate), int(audio_ae.geometry.input_rate)
+    try:  # the frames and samples of a clip of --duration in the token layout (as avgen-train builds it)
+        lengths = clip_lengths(video_ae.geometry, audio_ae.geometry, args.duration, (1, 1, 1), args.audio_patch)
+    except ValueError as e:
+        print(f"error: --duration: {e}", file=sys.stderr)
+        return 2
     if args.folder:
         data = MediaFolder(args.folder, args.duration, fps, sr, size=args.size, train=False)
         indices = range(min(args.count, len(data)))
@@ -81,13 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --device: {e}", file=sys.stderr)
         return 2
     try:
-        _cache(args, info, video_ae.to(info.device), audio_ae.to(info.device), data, indices)
+        _cache(args, info, video_ae.to(info.device), audio_ae.to(info.device), data, indices, lengths)
     finally:
         teardown()
     return 0
 
 
-def _cache(args, info: DistInfo, video_ae, audio_ae, data, indices: range) -> None:
+def _cache(args, info: DistInfo, video_ae, audio_ae, data, indices: range, lengths: tuple[int, int]) -> None:
     """Encode this rank's shards (k % world_size == rank) that are not complete yet; rank 0 reports at the end."""
     hashes = {"video": weights_hash(video_ae), "audio": weights_hash(audio_ae)}
     source = {"source": "folder"} if args.folder else {"source": "avworld", "world_version": str(WORLD_VERSION)}
@@ -102,7 +110,8 @@ def _cache(args, info: DistInfo, video_ae, audio_ae, data, indices: range) -> No
         rank_line(out, info, f"shard {k}: complete, kept")
     bar = tqdm(total=sum(len(chunks[k]) for k in todo), desc="encoding", unit="clip", disable=not info.is_main)
     for k in todo:
-        _encode_shard(shard_path(out, k), chunks[k], data, video_ae, audio_ae, args.batch, hashes, source, bar)
+        _encode_shard(shard_path(out, k), chunks[k], data, video_ae, audio_ae, args.batch, hashes, source, bar,
+                      lengths)  # fmt: skip
         rank_line(out, info, f"shard {k}: encoded clips {chunks[k][0]}..{chunks[k][-1]}")
     bar.close()
     written = _total(len(todo), info)  # a collective: every rank's shards are written when it returns
@@ -117,15 +126,17 @@ def _cache(args, info: DistInfo, video_ae, audio_ae, data, indices: range) -> No
 
 @torch.no_grad()
 def _encode_shard(path: Path, ids: list[int], data, video_ae, audio_ae, batch: int, hashes: dict[str, str],
-                  source: dict[str, str], bar) -> None:  # fmt: skip
-    """Encode clips `ids` of `data` in batches of `batch` (posterior means) and write them as one shard, atomically."""
+                  source: dict[str, str], bar, lengths: tuple[int, int]) -> None:  # fmt: skip
+    """Encode clips `ids` of `data` in batches of `batch` (posterior means) and write them as one shard, atomically;
+    each clip cut to `lengths` (frames, samples): whole audio tokens."""
+    frames, samples = lengths
     device = next(video_ae.parameters()).device
     buf: dict[str, list] = {"video": [], "audio": [], "captions": [], "metas": []}
     for j in range(0, len(ids), batch):
         part = ids[j : j + batch]
         b = collate_clips([data[i] for i in part])
-        buf["video"].append(video_ae.encode(b["video"].to(device)).cpu())
-        buf["audio"].append(audio_ae.encode(b["audio"].to(device)).cpu())
+        buf["video"].append(video_ae.encode(b["video"][:, :, :frames].to(device)).cpu())
+        buf["audio"].append(audio_ae.encode(b["audio"][..., :samples].to(device)).cpu())
         buf["captions"] += b["captions"]
         buf["metas"] += [m | {"index": i} for m, i in zip(b["meta"], part, strict=True)]
         bar.update(len(part))

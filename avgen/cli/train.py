@@ -40,7 +40,8 @@ def _batcher(cfg: DictConfig, fmt: ClipFormat, layout, video_ae, audio_ae, text,
         raise InputError(
             f"latents in {cfg.latents} have shapes {tuple(shards.video.shape[1:])} / {tuple(shards.audio.shape[1:])} "
             f"but clip.duration={cfg.clip.duration} and clip.size={list(cfg.clip.size)} need {layout.video_latent} / "
-            f"{layout.audio_latent}: cache latents with the same duration and size"
+            f"{layout.audio_latent}: cache latents with the same duration, size and tokens.audio_patch "
+            f"(tools/cache_latents.py --duration --size --audio-patch)"
         )
     return LatentBatcher(shards, layout, video_ae, audio_ae, text, device), f"{len(shards)} cached clips"
 

@@ -55,11 +55,10 @@ def derangement(families: Sequence[str]) -> torch.Tensor:
 
 def near_events(layout, events: Sequence[Sequence[float]], tol: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Per clip, the tokens whose time span comes within `tol` seconds of one of its events: (n, lv), (n, la)."""
-    spans = (float(layout.video_patch[0] / layout.video_rate), float(layout.audio_patch / layout.audio_rate))
     out = []
-    for times, span in zip((layout.video_times, layout.audio_times), spans, strict=True):
-        lo, hi = times - span / 2 - tol, times + span / 2 + tol  # (l,)
-        masks = [torch.zeros(len(times), dtype=torch.bool)]
+    for start, end in layout.bounds():  # each token's true span (a causal AE's first window is shorter)
+        lo, hi = start - tol, end + tol  # (l,)
+        masks = [torch.zeros(len(start), dtype=torch.bool)]
         masks = [
             torch.stack([(lo <= e) & (e <= hi) for e in ev]).any(0) if len(ev) else masks[0] for ev in events
         ]  # fmt: skip

@@ -367,6 +367,8 @@ def build_dit(preset: str, video_dim: int, audio_dim: int, per_window: int = 0, 
     given = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
     if given.pop("sync", False):
         if per_window < 1:
-            raise InputError("model.sync=true needs the token layout's audio tokens per window (per_window=...)")
+            raise InputError("model.sync=true needs a whole number of audio tokens per video window (per_window=..."
+                             "); a layout grouped by time (tokens.relaxed, a causal video AE) has none: model.sync"
+                             "=false")  # fmt: skip
         given["sync_per_window"] = per_window
     return AVDiT(video_dim=video_dim, audio_dim=audio_dim, **given)

@@ -83,6 +83,7 @@ class ClipBatcher(LatentBatcher):
     def __call__(self, indices: list[int]):
         batch = collate_clips([self.dataset[i] for i in indices])
         dev = next(self.video_ae.parameters()).device
-        zv = self.video_ae.encode(batch["video"].to(dev)).cpu()
-        za = self.audio_ae.encode(batch["audio"].to(dev)).cpu()
+        frames, samples = self.layout.media_lengths(self.video_ae.geometry, self.audio_ae.geometry)
+        zv = self.video_ae.encode(batch["video"][:, :, :frames].to(dev)).cpu()  # (b, c, t, h, w)
+        za = self.audio_ae.encode(batch["audio"][..., :samples].to(dev)).cpu()  # (b, c, n): whole audio tokens
         return self._tokens(zv, za, batch["captions"])
