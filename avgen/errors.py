@@ -26,3 +26,7 @@ class DataError(UserError, RuntimeError):
 
 class DivergedError(UserError, FloatingPointError):
     """Training produced non-finite values; the last good checkpoint is kept."""
+
+
+class MissingDependencyError(UserError, ImportError):
+    """An optional package that a chosen component needs is not installed; the message names the extra."""

@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # lock name -> extras installed with it; the first lock constrains the others so they pin the same versions.
-LOCKS: dict[str, tuple[str, ...]] = {"dev-app": ("dev", "app"), "base": ()}
+LOCKS: dict[str, tuple[str, ...]] = {"dev-app": ("dev", "app", "vae"), "base": ()}
 HASH_KEY = "# pyproject-dependencies-sha256:"
 EXTRAS_KEY = "# extras:"
 REFRESH = "python tools/lock.py  (then rerun tools/test.sh)"

@@ -5,7 +5,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 start=$(date +%s)
-export AVGEN_LOCK="${AVGEN_LOCK:-dev-app}"  # locks/dev-app.txt: dev tools, Gradio + Playwright (tests/test_app.py)
+export AVGEN_LOCK="${AVGEN_LOCK:-dev-app}"  # locks/dev-app.txt: dev tools, Gradio + Playwright (tests/test_app.py), diffusers
 bash tools/_setup.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 echo "[test] lock"

@@ -168,11 +168,9 @@ def _quiet(build):
 
 
 def _diffusers_oobleck() -> type:
-    try:
-        from diffusers import AutoencoderOobleck
-    except ImportError as e:
-        raise InputError("diffusers' AutoencoderOobleck needs diffusers: pip install 'avgen[vae]'") from e
-    return AutoencoderOobleck
+    from avgen.autoencoders.diffusers_video import require_diffusers  # one message naming the extra
+
+    return require_diffusers().AutoencoderOobleck
 
 
 class DiffusersOobleck(Autoencoder):

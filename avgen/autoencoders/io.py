@@ -38,11 +38,19 @@ KINDS: dict[str, tuple[str, str]] = {
     "hf_encodec": ("avgen.autoencoders.hf_audio", "HFEncodec"),
     "hf_dac": ("avgen.autoencoders.hf_audio", "HFDac"),
     "diffusers_oobleck": ("avgen.autoencoders.hf_audio", "DiffusersOobleck"),
+    "diffusers_wan": ("avgen.autoencoders.diffusers_video", "WanVAE"),
+    "diffusers_ltx_video": ("avgen.autoencoders.diffusers_video", "LTXVideoVAE"),
+    "diffusers_cogvideox": ("avgen.autoencoders.diffusers_video", "CogVideoXVAE"),
 }
 # a transformers save_pretrained directory: config.json "model_type" -> kind
 TRANSFORMERS_MODEL_TYPES: dict[str, str] = {"encodec": "hf_encodec", "dac": "hf_dac"}
 # a diffusers save_pretrained directory: config.json "_class_name" -> kind
-DIFFUSERS_CLASS_NAMES: dict[str, str] = {"AutoencoderOobleck": "diffusers_oobleck"}
+DIFFUSERS_CLASS_NAMES: dict[str, str] = {
+    "AutoencoderOobleck": "diffusers_oobleck",
+    "AutoencoderKLWan": "diffusers_wan",
+    "AutoencoderKLLTXVideo": "diffusers_ltx_video",
+    "AutoencoderKLCogVideoX": "diffusers_cogvideox",
+}
 ENTRY_POINT_GROUP = "avgen.autoencoders"
 
 
@@ -114,29 +122,36 @@ def _foreign_kind(directory: Path, meta: dict) -> str | None:
     return kind
 
 
-def _load_dir(directory: Path, device: str | torch.device = "cpu") -> Autoencoder:
+def _load_dir(directory: Path, device: str | torch.device = "cpu", fps=None) -> Autoencoder:
+    from avgen.autoencoders.diffusers_video import frame_rate  # imports no diffusers
+
     cfg = directory / CONFIG_NAME
     meta = json.loads(cfg.read_text()) if cfg.is_file() else {}
     classes = _Classes()
     kind = _foreign_kind(directory, meta) if isinstance(meta, dict) else None
     if kind is not None:
-        return classes[kind].from_pretrained(directory).to(device).eval()
+        rate = {} if fps is None else {"fps": fps}  # video VAEs store no frame rate: given, or the class's default
+        return classes[kind].from_pretrained(directory, **rate).to(device).eval()
     if isinstance(meta, dict) and "class" in meta and meta["class"] not in classes:
         raise InputError(f"{cfg}: unknown autoencoder class {meta['class']!r}; known: {sorted(classes)}. A class of "
                          f"your own loads once its package registers it under the entry-point group "
                          f"{ENTRY_POINT_GROUP!r}")  # fmt: skip
     ae = load_saved(directory, classes, device)
     ae.source_dir = directory.resolve()
+    if fps is not None and ae.geometry.input_rate != frame_rate(fps):
+        raise InputError(f"{directory}: this autoencoder takes {ae.geometry.input_rate} steps/s, not fps={fps}")
     return ae
 
 
-def load(directory: str | Path, device: str | torch.device = "cpu") -> Autoencoder:
+def load(directory: str | Path, device: str | torch.device = "cpu", *, fps: float | str | None = None) -> Autoencoder:
     """The autoencoder in `directory`, in eval mode: one saved by Autoencoder.save, a reference.json to one (its
-    weights hash checked), or a transformers (EnCodec, DAC) / diffusers (Oobleck) save_pretrained directory."""
+    weights hash checked), or a transformers (EnCodec, DAC) / diffusers (Oobleck; Wan, LTX-Video, CogVideoX video
+    VAEs) save_pretrained directory. A diffusers video VAE stores no frame rate: it loads at `fps`, by default its
+    class's `default_fps` (Wan 16, LTX-Video 25, CogVideoX 8); for a directory of ours a different `fps` is refused."""
     directory = Path(directory)
     if (directory / REFERENCE_NAME).is_file():
-        return load_reference(directory, lambda target: _load_dir(target, device))
+        return load_reference(directory, lambda target: _load_dir(target, device, fps))
     try:
-        return _load_dir(directory, device)
+        return _load_dir(directory, device, fps)
     except json.JSONDecodeError as e:
         raise InputError(f"{directory / CONFIG_NAME} is not valid JSON: {e}") from e

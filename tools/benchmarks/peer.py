@@ -5,7 +5,7 @@ Both train (fwd + bwd + AdamW, train mode) on 168 tokens x batch 16 with (16, 32
 threads. LTX sees one 8 x 3 x 7 latent grid (168 tokens, patch 1; 8 time steps like our 8 time windows) with its 3-D
 rope scaled as its pipeline does for a 4x / 8x / 8x VAE at 16 fps, and one timestep per sample (its usual use; ours
 modulates per token). The two steps run interleaved round by round; ours / peer is the median of the per-round
-ratios. Needs diffusers: pip install avgen[bench].
+ratios. Needs diffusers: pip install avgen[vae].
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def run(quick: bool = False) -> list[dict]:
     try:
         import diffusers
     except ImportError:
-        skipped = "skipped: pip install avgen[bench]"
+        skipped = "skipped: pip install avgen[vae]"
         return [{"section": SECTION, "metric": "LTX-Video transformer train (fwd+bwd+AdamW)", "value": skipped,
                  "unit": "", "note": "diffusers is not installed"}]  # fmt: skip
     torch.manual_seed(0)
