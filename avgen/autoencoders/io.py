@@ -125,6 +125,8 @@ def _foreign_kind(directory: Path, meta: dict) -> str | None:
 def _load_dir(directory: Path, device: str | torch.device = "cpu", fps=None) -> Autoencoder:
     from avgen.autoencoders.diffusers_video import frame_rate  # imports no diffusers
 
+    if not (directory / CONFIG_NAME).is_file() and (directory / "vae" / CONFIG_NAME).is_file():
+        directory = directory / "vae"  # a diffusers pipeline directory: its VAE sits in vae/
     cfg = directory / CONFIG_NAME
     meta = json.loads(cfg.read_text()) if cfg.is_file() else {}
     classes = _Classes()
