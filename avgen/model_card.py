@@ -66,9 +66,9 @@ def model_card(directory: str | Path, dit, config: dict, video_ae: Autoencoder, 
         f"Default sampler: `{json.dumps(s)}`. Training: `{training}`.", "",
         "```python", "import torch", "from avgen import AVGenPipeline", "",
         f'pipe = AVGenPipeline.from_pretrained("{d.name}")  # this directory',
-        f'clip = pipe("a prompt", num_inference_steps={s.get("steps", 16)}, guidance_scale={s.get("cfg_video", 3.0)}, '
-        f'audio_guidance_scale={s.get("cfg_audio", 3.0)},',
-        "            generator=torch.Generator().manual_seed(0))  # or seed=0; avgen's names work too",
+        "clip = pipe(", '    "a prompt",', f'    num_inference_steps={s.get("steps", 16)},',
+        f'    guidance_scale={s.get("cfg_video", 3.0)},', f'    audio_guidance_scale={s.get("cfg_audio", 3.0)},',
+        "    generator=torch.Generator().manual_seed(0),", ")  # or seed=0; avgen's names work too",
         'clip.save("clip.mp4")', "```", "",
     ]  # fmt: skip
     if (d / NOTES_NAME).is_file():
