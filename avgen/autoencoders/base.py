@@ -315,6 +315,21 @@ def weights_hash(ae: nn.Module) -> str:
     return h.hexdigest()
 
 
+def read_versioned_json(path: Path, fields: tuple[str, ...], version: int) -> dict:
+    """A JSON file of ours, parsed: refused in one line when it is not JSON, lacks one of `fields` or
+    "format_version", or has another format_version than `version`."""
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path} is not valid JSON: {e}") from e
+    missing = [k for k in (*fields, "format_version") if k not in meta]
+    if missing:
+        raise InputError(f"{path} lacks the field(s) {missing}")
+    if meta["format_version"] != version:
+        raise InputError(f"{path}: format_version {meta['format_version']} is not supported ({version} is)")
+    return meta
+
+
 def read_saved(directory: str | Path, classes: dict[str, type[Autoencoder]]) -> tuple[type[Autoencoder], dict]:
     """Read and check `config.json` of a saved autoencoder; return (class, parsed config)."""
     directory = Path(directory)
@@ -325,15 +340,7 @@ def read_saved(directory: str | Path, classes: dict[str, type[Autoencoder]]) -> 
                 f"autoencoder directory {directory} has no {p.name}: expected {CONFIG_NAME} and {WEIGHTS_NAME} "
                 "as written by Autoencoder.save"
             )
-    try:
-        meta = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(f"{cfg_path} is not valid JSON: {e}") from e
-    missing = [k for k in ("class", "config", "format_version") if k not in meta]
-    if missing:
-        raise InputError(f"{cfg_path} lacks the field(s) {missing}")
-    if meta["format_version"] != FORMAT_VERSION:
-        raise InputError(f"{cfg_path}: format_version {meta['format_version']} is not supported ({FORMAT_VERSION} is)")
+    meta = read_versioned_json(cfg_path, ("class", "config"), FORMAT_VERSION)
     if meta["class"] not in classes:
         raise InputError(f"{cfg_path}: unknown autoencoder class {meta['class']!r}; known: {sorted(classes)}")
     return classes[meta["class"]], meta

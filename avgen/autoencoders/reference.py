@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import torch
 
-from avgen.autoencoders.base import CONFIG_NAME, WEIGHTS_NAME, Autoencoder, weights_hash
+from avgen.autoencoders.base import CONFIG_NAME, WEIGHTS_NAME, Autoencoder, read_versioned_json, weights_hash
 from avgen.errors import InputError, MissingFileError
 
 REFERENCE_NAME = "reference.json"
@@ -82,15 +82,7 @@ def write_reference(ae: Autoencoder, directory: str | Path, root: str | None = N
 def resolve_reference(directory: str | Path) -> tuple[Path, dict]:
     """(the directory that `directory`/reference.json names, its parsed content); checks the fields and the path."""
     path = Path(directory) / REFERENCE_NAME
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path} is not valid JSON: {e}") from e
-    missing = [k for k in ("format_version", "path", "weights_sha256") if k not in meta]
-    if missing:
-        raise InputError(f"{path} lacks the field(s) {missing}")
-    if meta["format_version"] != REFERENCE_VERSION:
-        raise InputError(f"{path}: format_version {meta['format_version']} is not supported ({REFERENCE_VERSION} is)")
+    meta = read_versioned_json(path, ("path", "weights_sha256"), REFERENCE_VERSION)
     target = str(meta["path"])
     if _is_absolute(target):
         raise InputError(f"{path}: path {target!r} is absolute; a reference must be relative to its folder or to a "
