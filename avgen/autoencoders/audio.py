@@ -29,12 +29,14 @@ import torch.nn.functional as F
 from encodec.modules import SEANetDecoder, SEANetEncoder
 
 from avgen.autoencoders.base import AEGeometry, Autoencoder
+from avgen.autoencoders.istft import IstftDecoder
 from avgen.errors import InputError
 
 AUDIO_PRESETS: dict[str, dict] = {
     "tiny": dict(n_filters=16, latent_channels=32, ratios=[5, 5, 4, 4]),
     "small": dict(n_filters=32, latent_channels=32, ratios=[8, 5, 5, 2]),
     "base": dict(n_filters=64, latent_channels=64, ratios=[8, 5, 5, 2], lstm=2),
+    "tiny_istft": dict(n_filters=16, latent_channels=32, ratios=[5, 5, 4, 4], decoder="istft"),
 }
 
 
@@ -52,6 +54,8 @@ class SeanetAudioAE(Autoencoder):
         ratios: upsampling ratios of the decoder, in order (the encoder uses them reversed); hop = their product.
         sample_rate: input rate the geometry declares. channels: 1 (mono) or 2 (stereo).
         n_residual_layers, lstm: SEANet depth options.
+        decoder: "seanet" (transposed convolutions to the waveform) or "istft" (avgen.autoencoders.istft: a complex
+            spectrogram and the inverse STFT; keeps tones above ~1 kHz that the tiny SEANet decoder loses).
     """
 
     kind = "seanet_audio"
@@ -67,6 +71,7 @@ class SeanetAudioAE(Autoencoder):
         channels: int = 1,
         n_residual_layers: int = 1,
         lstm: int = 0,
+        decoder: str = "seanet",
     ) -> None:
         super().__init__()
         ratios = [int(r) for r in ratios]
@@ -74,15 +79,23 @@ class SeanetAudioAE(Autoencoder):
             raise InputError(f"SeanetAudioAE channels must be 1 (mono) or 2 (stereo), got {channels}")
         if not ratios or any(r < 1 for r in ratios):
             raise InputError(f"SeanetAudioAE ratios must be positive integers, got {ratios}")
+        if decoder not in ("seanet", "istft"):
+            raise InputError(f"SeanetAudioAE decoder must be 'seanet' or 'istft', got {decoder!r}")
         self.config = dict(latent_channels=latent_channels, n_filters=n_filters, ratios=ratios, sample_rate=sample_rate,
                            channels=channels, n_residual_layers=n_residual_layers, lstm=lstm)  # fmt: skip
+        if decoder != "seanet":  # configs of SEANet-decoder AEs stay as they were (their hashes too)
+            self.config["decoder"] = decoder
         self.geometry = AEGeometry(Fraction(sample_rate), math.prod(ratios), 1, latent_channels, False, channels)
         common = dict(channels=channels, n_filters=n_filters, ratios=ratios, n_residual_layers=n_residual_layers,
                       lstm=lstm)  # fmt: skip
         with warnings.catch_warnings():  # encodec builds weight_norm with the older torch API
             warnings.simplefilter("ignore", FutureWarning)
             self.encoder = SEANetEncoder(dimension=2 * latent_channels, **common)
-            self.decoder = SEANetDecoder(dimension=latent_channels, **common)
+            if decoder == "istft":
+                width = n_filters * 2 ** len(ratios)  # SEANet's width at the latent rate
+                self.decoder = IstftDecoder(latent_channels, width, math.prod(ratios), channels=channels)
+            else:
+                self.decoder = SEANetDecoder(dimension=latent_channels, **common)
         self._init_stats(latent_channels)
         self.initialize_weights()
 
