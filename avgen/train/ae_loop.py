@@ -65,13 +65,17 @@ class AETrainConfig:
     progress: bool = True
     compile: bool = False  # torch.compile the AE's forward, which the losses call (same maths)
     workers: int = 0  # data-loader processes rendering the next batches while the model trains (0: in this one)
+    colour_permute: float = 0.0  # video: share of crops whose RGB channels are shuffled (a random permutation)
 
 
 def make_batch(data, modality: str, step: int, cfg: AETrainConfig, geometry, rank: int = 0,
                world_size: int = 1) -> torch.Tensor:  # fmt: skip
     """Rank `rank`'s contiguous slice (of world_size equal ones; the default: all) of global batch `step`, clips
     i = step*B .. step*B+B-1 of `data` (wrapping around): clip i cropped at an offset drawn from an rng of
-    (seed, step, 0xAE, i), so the global batch is the same however it is split."""
+    (seed, step, 0xAE, i), so the global batch is the same however it is split. With cfg.colour_permute > 0 that rng
+    also shuffles the RGB channels of a share of video crops: avworld's saturated colours cover ~3 % of its pixels
+    (faces and grey/white/black backgrounds the rest), and an AE trained on them alone returns a green square grey;
+    permuted crops show it every hue over large areas."""
     local = cfg.batch_size // world_size
     items = []
     for i in range(step * cfg.batch_size + rank * local, step * cfg.batch_size + (rank + 1) * local):
@@ -84,7 +88,10 @@ def make_batch(data, modality: str, step: int, cfg: AETrainConfig, geometry, ran
             t = x.shape[1] if cfg.crop_frames is None else cfg.crop_frames
             geometry.check_length(t)
             s = int(rng.integers(x.shape[1] - t + 1))
-            items.append(x[:, s : s + t])
+            x = x[:, s : s + t]
+            if cfg.colour_permute and rng.random() < cfg.colour_permute:  # drawn after the crop: crops unchanged
+                x = x[torch.from_numpy(rng.permutation(3))]
+            items.append(x)
         else:
             x = clip.audio
             n = x.shape[1] if cfg.crop_seconds is None else geometry.duration_length(cfg.crop_seconds)
