@@ -72,6 +72,20 @@ def test_audio_shapes_follow_geometry(seconds):
     assert x_hat.shape == x.shape and x_hat.min() >= -1 and x_hat.max() <= 1
 
 
+def test_istft_decoder_follows_the_geometry_and_keeps_the_seanet_config():
+    """decoder="istft" keeps the latent shape and returns exactly n samples; SEANet-decoder configs (and so the
+    hashes of AEs saved before the option) have no decoder key; a wrong name is refused."""
+    ae, plain = small_audio(decoder="istft"), small_audio()
+    x = audio(2, 16000)
+    with torch.no_grad():
+        z = ae.encode(x)
+        x_hat = ae.decode(z * 50)
+    assert z.shape == plain.encode(x).shape and x_hat.shape == x.shape and x_hat.abs().max() <= 1
+    assert ae.config["decoder"] == "istft" and "decoder" not in plain.config
+    with pytest.raises(ValueError, match="decoder must be 'seanet' or 'istft'"):
+        small_audio(decoder="hifigan")
+
+
 @pytest.mark.parametrize("ratios", [[5, 5, 4, 4], [8, 5, 5, 2]])
 def test_seanet_padding_is_exact_without_trimming(ratios):
     """SEANet alone (no trim / pad by us) gives exactly n / hop latents and n samples back for n = m * hop."""
@@ -145,7 +159,11 @@ def test_normalize_round_trip_and_measured_stats():
 # ----------------------------------------------------------------------------------------------------------------------
 # save / load
 # ----------------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("make", [small_video, small_audio])
+def small_istft_audio() -> SeanetAudioAE:
+    return small_audio(decoder="istft")
+
+
+@pytest.mark.parametrize("make", [small_video, small_audio, small_istft_audio])
 def test_save_load_round_trip_without_pickle(make, tmp_path, monkeypatch):
     ae = make()
     ae.set_latent_stats(

@@ -184,6 +184,24 @@ def test_two_identical_runs_export_equal_weights(tmp_path):
             prepare(compose("train_ae", overrides=base + ["ae.model.n_filters=8", f"out_dir={tmp_path / 'd'}"]))
 
 
+def test_colour_permute_shuffles_channels_of_the_same_crops():
+    """trainer.colour_permute=1 gives every crop of the plain batch with its RGB channels permuted (the crop offsets
+    are drawn first, so they do not move); 0 leaves the batch as it was."""
+    data, geometry = AVWorld(seed=1), small_video_ae().geometry
+    cfg = AETrainConfig(batch_size=4, crop_frames=4)
+    plain = make_batch(data, "video", 2, cfg, geometry)  # (4, 3, 4, 64, 64)
+    shuffled = make_batch(data, "video", 2, dataclasses.replace(cfg, colour_permute=1.0), geometry)
+    moved = 0
+    for p, s in zip(plain, shuffled, strict=True):
+        perms = [
+            q for q in ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)) if torch.equal(p[list(q)], s)
+        ]
+        assert perms, "a permuted crop is a channel permutation of the plain one"
+        moved += (0, 1, 2) not in perms
+    assert moved >= 2
+    assert torch.equal(plain, make_batch(data, "video", 2, dataclasses.replace(cfg, colour_permute=0.0), geometry))
+
+
 def test_a_global_batch_and_its_noise_do_not_depend_on_the_split():
     from avgen.errors import InputError
     from avgen.train.ae_loop import check_config, posterior_noise
