@@ -182,6 +182,16 @@ def test_two_identical_runs_export_equal_weights(tmp_path):
         assert all(torch.equal(v, exported[0][k]) for k, v in fine.ae.state_dict().items())
         with pytest.raises(InputError, match="init_from=.*n_filters"):
             prepare(compose("train_ae", overrides=base + ["ae.model.n_filters=8", f"out_dir={tmp_path / 'd'}"]))
+        # init_fresh=[decoder]: another decoder type starts fresh while the encoder keeps the saved weights
+        istft = base + ["ae.model.n_filters=4", "ae.model.decoder=istft", "init_fresh=[decoder]"]
+        new = prepare(compose("train_ae", overrides=istft + [f"out_dir={tmp_path / 'e'}"]))
+        enc = {k: v for k, v in new.ae.state_dict().items() if k.startswith("encoder.")}
+        assert enc and all(torch.equal(v, exported[0][k]) for k, v in enc.items())
+        assert not any(k.startswith("decoder.") and k in exported[0] for k in new.ae.state_dict())
+        for extra, match in ((["init_fresh=[decoder]", "ae.model.n_filters=8"], "lacks or reshapes.*encoder"),
+                             (["init_fresh=[vocoder]", "ae.model.n_filters=4"], "vocoder.*choose from")):  # fmt: skip
+            with pytest.raises(InputError, match=match):
+                prepare(compose("train_ae", overrides=base + extra + [f"out_dir={tmp_path / 'f'}"]))
 
 
 def test_colour_permute_shuffles_channels_of_the_same_crops():

@@ -6,6 +6,7 @@ torchrun --standalone --nproc_per_node 2 -m avgen.cli.train_ae ae=video_tiny ...
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,17 +32,33 @@ def _validator(cfg: DictConfig) -> AERoundTrip | None:
     return AERoundTrip([world[i] for i in range(n)], [world.object_masks(i) for i in range(n)], 1.0 / c.fps)
 
 
-def _init_from(ae: Autoencoder, directory: str) -> None:
-    """Start from a saved AE (an export dir: config.json + model.safetensors) of the same class and config."""
+def _init_from(ae: Autoencoder, directory: str, fresh: Sequence[str] = ()) -> None:
+    """Start from a saved AE (an export dir: config.json + model.safetensors) of the same class and config; with
+    `fresh` (init_fresh=[decoder]) the named top-level modules keep their new initialisation (e.g. another decoder
+    type) and the config may differ, but every other tensor must be in the saved AE with the same shape."""
     from avgen.autoencoders import io
     from avgen.errors import InputError
 
     saved = io.load(directory)
-    if type(saved) is not type(ae) or dict(saved.config) != dict(ae.config):
+    if type(saved) is not type(ae) or (not fresh and dict(saved.config) != dict(ae.config)):
         raise InputError(f"init_from={directory} is a {saved.kind} with {dict(saved.config)}, but ae= builds a "
                          f"{ae.kind} with {dict(ae.config)}; pick the ae config it was trained with")  # fmt: skip
-    ae.load_state_dict(saved.state_dict())
-    print(f"init_from={directory}: starting from its weights")
+    if not fresh:
+        ae.load_state_dict(saved.state_dict())
+        print(f"init_from={directory}: starting from its weights")
+        return
+    modules = dict(ae.named_children())
+    if unknown := [f for f in fresh if f not in modules]:
+        raise InputError(
+            f"init_fresh={list(fresh)}: {unknown} are not modules of {ae.kind}; choose from {sorted(modules)}"
+        )
+    theirs = saved.state_dict()
+    kept = {k: v for k, v in ae.state_dict().items() if k.split(".")[0] not in fresh}
+    if bad := [k for k, v in kept.items() if k not in theirs or theirs[k].shape != v.shape]:
+        raise InputError(f"init_from={directory} lacks or reshapes {bad[:4]} outside init_fresh={list(fresh)}; "
+                         f"add their modules to init_fresh or pick the ae config it was trained with")  # fmt: skip
+    ae.load_state_dict({k: theirs[k] for k in kept}, strict=False)
+    print(f"init_from={directory}: {len(kept)} tensors from its weights, {list(fresh)} start fresh")
 
 
 @dataclass
@@ -70,7 +87,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     seed_all(trainer.seed)  # the same initial weights for the same command, on every rank
     ae = instantiate(cfg.ae.model)
     if cfg.get("init_from"):
-        _init_from(ae, cfg.init_from)  # on a resume the checkpoint's weights replace these
+        _init_from(ae, cfg.init_from, cfg.get("init_fresh") or ())  # on a resume the checkpoint's weights replace these
     loss_fn = instantiate(cfg.ae.loss)
     data = instantiate(cfg.data)
     if info.is_main:
