@@ -22,7 +22,7 @@ from avgen.media import AVClip
 from avgen.metrics.attributes import accuracy, attributes_from_meta, read_attributes
 from avgen.metrics.contacts import video_contacts
 from avgen.metrics.onsets import detect_onsets, match_events
-from avgen.metrics.recon import object_fidelity, psnr, si_sdr, ssim
+from avgen.metrics.recon import band_energy_kept, object_fidelity, psnr, si_sdr, ssim
 
 VANISHED = 0.25  # an object keeping under a quarter of its contrast has melted into the background
 
@@ -76,14 +76,17 @@ def video_report(clips: list[AVClip], decoded: list[torch.Tensor], masks: list[l
 
 
 def audio_report(clips: list[AVClip], decoded: list[torch.Tensor], frame: float) -> dict[str, float]:
-    """Log-mel L1 and SI-SDR, onsets against the true contacts (within a frame), and what the detectors hear back:
-    per impact timbre (single-shape bounce clips), per beep pitch, the voice."""
+    """Log-mel L1, SI-SDR and the energy kept below and above 1 kHz, onsets against the true contacts (within a
+    frame), and what the detectors hear back: per impact timbre (single-shape bounce clips), per beep pitch, the
+    voice."""
     from avgen.autoencoders.losses import log_mel_l1
 
     rows: dict[str, list] = defaultdict(list)
     for clip, dec in zip(clips, decoded, strict=True):
         rows["audio log-mel L1"].append(float(log_mel_l1(clip.audio[None], dec[None], clip.sample_rate)))
         rows["audio SI-SDR (dB)"].append(si_sdr(clip.audio, dec))
+        rows["audio energy kept < 1 kHz (dB)"].append(band_energy_kept(clip.audio, dec, clip.sample_rate, 0, 1000))
+        rows["audio energy kept > 1 kHz (dB)"].append(band_energy_kept(clip.audio, dec, clip.sample_rate, 1000))
         if clip.meta.get("family") == "bounce":
             p, r = match_events(detect_onsets(dec, clip.sample_rate), clip.meta["events"], frame)
             rows["onsets at a contact (precision)"].append(p)

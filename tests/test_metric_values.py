@@ -10,7 +10,7 @@ import torch
 
 from avgen.media import AVClip
 from avgen.metrics import av_align
-from avgen.metrics.recon import onset_recall, psnr, si_sdr, ssim
+from avgen.metrics.recon import band_energy_kept, onset_recall, psnr, si_sdr, ssim
 
 FPS, SR = 16, 16000
 
@@ -64,6 +64,17 @@ def test_si_sdr_exact_values_and_scale_invariance():
     assert si_sdr(ref, ref + 0.1 * orth) == pytest.approx(20.0, abs=1e-6)  # 10 log10(1 / 0.1^2)
     assert si_sdr(ref, 0.25 * (ref + 0.1 * orth)) == pytest.approx(20.0, abs=1e-6)  # the estimate's gain is free
     assert si_sdr(ref, ref + orth) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_band_energy_kept_exact_values():
+    """A 300 Hz + 2.1 kHz pair of tones: the 2.1 kHz one at a tenth of its amplitude reads -20 dB above 1 kHz and
+    0 dB below; a band the reference lacks is nan."""
+    t = torch.arange(16000) / 16000
+    low, high = torch.sin(2 * torch.pi * 300 * t), torch.sin(2 * torch.pi * 2100 * t)
+    ref, est = (low + high)[None], (low + 0.1 * high)[None]  # (1, n)
+    assert band_energy_kept(ref, est, 16000, 1000) == pytest.approx(-20.0, abs=1e-3)
+    assert band_energy_kept(ref, est, 16000, 0, 1000) == pytest.approx(0.0, abs=1e-3)
+    assert math.isnan(band_energy_kept(low[None], est, 16000, 4000))
 
 
 def test_onset_recall_exact_values():
