@@ -131,3 +131,47 @@ def test_preset_loads_its_autoencoders_and_interleaves(name, saved):
     assert frames == fmt.duration * fmt.fps  # the preset's duration is a frame count the causal VAE takes
     print(f"{name}: {frames} frames, {samples} samples; {layout.describe()}; first/last window {counts[0]}/"
           f"{counts[-1]} audio tokens")  # fmt: skip
+
+
+class HashText:
+    """A stand-in text encoder: caption -> fixed random states (no model load)."""
+
+    dim = 8
+
+    def __call__(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        states = torch.stack([torch.randn(2, self.dim, generator=torch.Generator().manual_seed(len(c)))
+                              for c in captions])  # fmt: skip
+        return states, torch.ones(len(captions), 2, dtype=torch.bool)
+
+
+def test_stereo_preset_reads_encodes_and_caches_in_stereo(saved, tmp_path):
+    """ltx_oobleck's audio AE is stereo: avgen-train's data (on the fly) and tools/cache_latents.py (at --fps) read
+    clips with the AE's channels, and both give the same tokens. A short, small clip of the preset's format."""
+    from avgen.cli.train import _batcher
+    from tools.cache_latents import main as cache_latents
+
+    small = ["data=avworld", "clip.duration=0.36", "clip.size=[64,64]"]  # 9 frames: 1 + 8
+    cfg = preset("ltx_oobleck", saved, *small)
+    video, audio = load_autoencoder(cfg.video_ae, "video_ae"), load_autoencoder(cfg.audio_ae, "audio_ae")
+    fmt = ClipFormat.derive(video, audio, cfg.clip, cfg.tokens)
+    layout = fmt.layout(video, audio)
+    assert fmt.channels == 2 and (layout.lv, layout.la) == (2 * 2 * 2, 7)
+    fly, _ = _batcher(cfg, fmt, layout, video, audio, HashText(), "cpu")
+    xv, xa, _, _ = fly([0, 1])
+    assert xv.shape == (2, layout.lv, layout.pv) and xa.shape == (2, layout.la, layout.pa)
+
+    def cache(fps: str, duration: str) -> int:
+        return cache_latents(["--video-ae", str(saved["ltx"]), "--fps", fps, "--audio-ae", str(saved["oobleck"]),
+                              "--count", "2", "--duration", duration, "--size", "64", "--audio-patch", "1",
+                              "--out", str(tmp_path / "lat")])  # fmt: skip
+
+    assert cache("25", "0.36") == 0
+    cached, _ = _batcher(preset("ltx_oobleck", saved, *small, f"latents={tmp_path / 'lat'}"), fmt, layout, video,
+                         audio, HashText(), "cpu")  # fmt: skip
+    cv, ca, _, _ = cached([0, 1])
+    torch.testing.assert_close(cv, xv)
+    torch.testing.assert_close(ca, xa)
+    assert cache("30", "0.3") == 0  # 9 frames at 30 fps: re-encoded; refused at 25 fps
+    with pytest.raises(ValueError, match=r"encoded at 30 fps, but the video autoencoder runs at 25 fps"):
+        _batcher(preset("ltx_oobleck", saved, *small, f"latents={tmp_path / 'lat'}"), fmt, layout, video, audio,
+                 HashText(), "cpu")  # fmt: skip

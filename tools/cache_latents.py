@@ -69,20 +69,20 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    fps, sr = float(video_ae.geometry.input_rate), int(audio_ae.geometry.input_rate)
+    fps, sr, ch = float(video_ae.geometry.input_rate), int(audio_ae.geometry.input_rate), audio_ae.geometry.channels
     try:  # the frames and samples of a clip of --duration in the token layout (as avgen-train builds it)
         lengths = clip_lengths(video_ae.geometry, audio_ae.geometry, args.duration, (1, 1, 1), args.audio_patch)
     except ValueError as e:
         print(f"error: --duration: {e}", file=sys.stderr)
         return 2
     if args.folder:
-        data = MediaFolder(args.folder, args.duration, fps, sr, size=args.size, train=False)
+        data = MediaFolder(args.folder, args.duration, fps, sr, size=args.size, channels=ch, train=False)
         indices = range(min(args.count, len(data)))
     else:
         families = args.families.split(",") if args.families else None
         try:
             data = AVWorld(seed=args.seed, duration=args.duration, fps=fps, size=args.size, sample_rate=sr,
-                           families=families)  # fmt: skip
+                           families=families, channels=ch)  # fmt: skip
         except ValueError as e:
             print(f"error: --families: {e}", file=sys.stderr)
             return 2
