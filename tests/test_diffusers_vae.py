@@ -9,6 +9,7 @@ round-trip it exactly. Offline: the weights are random, a few hundred KB.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -122,19 +123,51 @@ def test_avgen_save_and_load_round_trip(saved, tmp_path):
     with torch.no_grad():
         assert torch.equal(back.encode(x), ae.encode(x))
         assert torch.equal(back.decode(ae.encode(x)), ae.decode(ae.encode(x)))
-    with pytest.raises(InputError, match="not fps=30"):
+    assert load(tmp_path / "ours", fps=ae.default_fps).geometry == ae.geometry  # the recorded rate, given again
+    with pytest.raises(InputError, match=r"fps=30 \(video_ae.fps\) conflicts with .*ours/config.json"):
         load(tmp_path / "ours", fps=30)
 
 
-def test_hydra_config_loads_the_directory(saved):
-    """avgen/conf/video_ae/<name>.yaml instantiates the adapter from `path`, at the fps it states."""
-    from avgen.cli.common import load_autoencoder
+def test_hydra_config_loads_the_directory(saved, tmp_path):
+    """avgen/conf/video_ae/<name>.yaml loads `path` at the fps it states; the default group (video_ae.path=DIR) at
+    video_ae.fps; an avgen save or a reference records its rate, and a group's different fps is refused naming it."""
+    from avgen.autoencoders.reference import export_autoencoder
+    from avgen.cli.common import load_autoencoder, user_message
+
+    def said(group) -> str:  # the line avgen-train prints (a _target_'s error comes wrapped by Hydra)
+        with pytest.raises(Exception) as e:
+            load_autoencoder(group, "video_ae")
+        return user_message(e.value)
 
     name, model, directory = saved
     group = OmegaConf.load(CONF / f"{CASES[name][3]}.yaml")
     group.path = str(directory)
     ae = load_autoencoder(group, "video_ae")
     assert type(ae) is CASES[name][2] and ae.geometry.input_rate == group.fps == ae.default_fps
+    if name == "ltx":  # null keeps the saved decode timestep (0.0 for a diffusers directory); a value replaces it
+        assert group.decode_timestep is None and ae.decode_timestep == 0.0
+        group.decode_timestep = 0.05
+        assert load_autoencoder(group, "video_ae").config["decode_timestep"] == 0.05
+    default = OmegaConf.load(CONF / "default.yaml")
+    assert default.fps is None
+    default.path = str(directory)
+    assert load_autoencoder(default, "video_ae").geometry == ae.geometry  # fps null: the class's default
+    default.fps = "30000/1001"
+    ntsc = load_autoencoder(default, "video_ae")
+    assert type(ntsc) is CASES[name][2] and ntsc.geometry.input_rate == Fraction(30000, 1001)
+    ntsc.save(tmp_path / "ours")  # records its fps; a model directory referencing the original records it too
+    export_autoencoder(ntsc, tmp_path / "model" / "video_ae", reference=True)
+    for saved_dir in (tmp_path / "ours", tmp_path / "model" / "video_ae"):
+        assert load(saved_dir).geometry == ntsc.geometry  # not the class's default fps
+        for g in (group, default):  # fps 16/25/8 from the group file, or set on the command line
+            g.path, g.fps = str(saved_dir), 24
+            assert re.match(r"fps=24 \(video_ae.fps\) conflicts with .*30000/1001 fps", said(g))
+            g.fps = None
+            assert load_autoencoder(g, "video_ae").geometry == ntsc.geometry
+    other = next(n for n in CASES if n != name)
+    wrong = OmegaConf.load(CONF / f"{CASES[other][3]}.yaml")
+    wrong.path = str(directory)
+    assert f"holds {ae.kind}, not {CASES[other][0].__name__}" in said(wrong)
 
 
 def test_directories_that_cannot_work_are_refused(saved, tmp_path):

@@ -121,6 +121,9 @@ def test_avgen_save_load_round_trip(saved, tmp_path):
         assert torch.equal(back.normalize(back.encode(x)), ae.normalize(ae.encode(x)))
         assert torch.equal(back.decode(back.encode(x)), ae.decode(ae.encode(x)))
     assert type(ae).from_pretrained(d).geometry == ae.geometry  # the classmethod `load` uses, called directly
+    for where in (d, tmp_path / "ours"):  # a frame rate is for video AEs: one line, not a TypeError
+        with pytest.raises(ValueError, match=r"^fps=16: .* holds an audio autoencoder, which takes no frame rate"):
+            load(where, fps=16)
 
 
 def test_dac_odd_stride_is_filled_to_whole_hops(tmp_path):

@@ -57,6 +57,9 @@ def test_cache_round_trip_and_stale_shards_refused(tmp_path, aes):
         write_shard(tmp_path / name / "shard_00000.safetensors", v, a, caps, metas, hashes, source)
         with pytest.raises(ValueError, match="world version 1.*stale"):
             LatentShards(tmp_path / name, video_ae=video, audio_ae=audio)
+    assert meta["fps"] == "16"  # the rate the clips were encoded at; another one is refused, none recorded passes
+    with pytest.raises(ValueError, match=r"encoded at 16 fps, but the video autoencoder runs at 24 fps \(video_ae.fps"):
+        LatentShards(tmp_path / "lat", hashes={**hashes, "fps": "24"})
     write_shard(tmp_path / "media" / "shard_00000.safetensors", v, a, caps, [{}] * len(caps), hashes)
     assert len(LatentShards(tmp_path / "media", video_ae=video, audio_ae=audio)) == len(caps)  # not avworld
 

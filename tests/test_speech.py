@@ -9,7 +9,7 @@ import pytest
 
 from avgen.data.avworld import AVWorld
 from avgen.data.avworld.espeak import synthesize
-from avgen.data.avworld.visemes import VISEMES, mouth_tracks, viseme_of
+from avgen.data.avworld.visemes import VISEMES, loudness_track, mouth_tracks, viseme_of
 from avgen.data.avworld.vocab import WORDS
 from avgen.metrics.attributes import detect_voice
 from avgen.metrics.speech import intelligibility, recognise, word_error_rate
@@ -76,6 +76,10 @@ def test_visemes_close_the_lips_round_and_spread():
     assert opening[350] < 0.2 * opening[200] and opening[200] > 0.8 * VISEMES["open"][0]  # "m" closes the lips
     assert width[700] < 0.2 < 0.8 < width[900]  # rounded "u", spread "i"
     assert opening[300] > opening[350]  # coarticulation: the lips are still closing as "m" begins
+    audio = np.ones(21000, dtype=np.float32)  # 1312.5 ms at 16 kHz (a 1.3125 s clip): 1312 whole loudness windows
+    loud = loudness_track(audio, 16000)
+    opening, _ = mouth_tracks([("_", 0), ("'a", 1600)], len(audio), 16000, loud)
+    assert len(loud) == 1312 and len(opening) == 1313 and opening[-1] == opening[-2]  # the last part-window repeats
 
 
 def test_mouth_pixels_follow_the_phoneme_driven_opening(talks):

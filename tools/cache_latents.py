@@ -4,6 +4,7 @@
     python tools/cache_latents.py --video-ae assets/default/video_ae --audio-ae assets/default/audio_ae \
         --out /work/runs/latents --count 20000            # avworld clips 0..19999 (seed 0)
     python tools/cache_latents.py ... --folder /videos     # a folder of real media instead
+    python tools/cache_latents.py --video-ae weights/wan_vae --fps 16 ...   # a diffusers video VAE (video_ae.fps)
     torchrun --standalone --nproc_per_node 4 tools/cache_latents.py ... --device cuda   # 4 ranks, one GPU each
 
 Shards of --shard-size clips are written atomically; rerunning the same command resumes, keeping the shards that
@@ -37,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--video-ae", required=True)
     ap.add_argument("--audio-ae", required=True)
+    ap.add_argument("--fps", default=None,
+                    help="the video AE's frame rate, as video_ae.fps of the training run: a diffusers video VAE "
+                         "stores none (default: its class's); an avgen save records its own")  # fmt: skip
     ap.add_argument("--out", required=True)
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--start", type=int, default=0, help="first clip index")
@@ -61,24 +65,24 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        video_ae, audio_ae = load(args.video_ae), load(args.audio_ae)
+        video_ae, audio_ae = load(args.video_ae, fps=args.fps), load(args.audio_ae)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    fps, sr = float(video_ae.geometry.input_rate), int(audio_ae.geometry.input_rate)
+    fps, sr, ch = float(video_ae.geometry.input_rate), int(audio_ae.geometry.input_rate), audio_ae.geometry.channels
     try:  # the frames and samples of a clip of --duration in the token layout (as avgen-train builds it)
         lengths = clip_lengths(video_ae.geometry, audio_ae.geometry, args.duration, (1, 1, 1), args.audio_patch)
     except ValueError as e:
         print(f"error: --duration: {e}", file=sys.stderr)
         return 2
     if args.folder:
-        data = MediaFolder(args.folder, args.duration, fps, sr, size=args.size, train=False)
+        data = MediaFolder(args.folder, args.duration, fps, sr, size=args.size, channels=ch, train=False)
         indices = range(min(args.count, len(data)))
     else:
         families = args.families.split(",") if args.families else None
         try:
             data = AVWorld(seed=args.seed, duration=args.duration, fps=fps, size=args.size, sample_rate=sr,
-                           families=families)  # fmt: skip
+                           families=families, channels=ch)  # fmt: skip
         except ValueError as e:
             print(f"error: --families: {e}", file=sys.stderr)
             return 2
@@ -99,6 +103,7 @@ def _cache(args, info: DistInfo, video_ae, audio_ae, data, indices: range, lengt
     """Encode this rank's shards (k % world_size == rank) that are not complete yet; rank 0 reports at the end."""
     hashes = {"video": weights_hash(video_ae), "audio": weights_hash(audio_ae)}
     source = {"source": "folder"} if args.folder else {"source": "avworld", "world_version": str(WORLD_VERSION)}
+    source["fps"] = str(video_ae.geometry.input_rate)  # the weights hash does not say it (a diffusers VAE's is free)
     out = Path(args.out)
     chunks = [list(indices[i : i + args.shard_size]) for i in range(0, len(indices), args.shard_size)]
     mine = [k for k in range(len(chunks)) if k % info.world_size == info.rank]
@@ -163,7 +168,8 @@ def shard_done(path: Path, ids: list[int], hashes: dict[str, str], source: dict[
         indices = [m.get("index") for m in json.loads(meta.get("meta", "[]"))]
     except Exception:  # noqa: BLE001 - unreadable or truncated (SafetensorError is no OSError): encode it again
         return False
-    same_source = all(meta.get(key) == value for key, value in source.items())
+    recorded = {k: v for k, v in source.items() if k != "fps" or k in meta}  # shards from before fps was recorded
+    same_source = all(meta.get(key) == value for key, value in recorded.items())
     same_aes = meta.get("video_ae_hash") == hashes["video"] and meta.get("audio_ae_hash") == hashes["audio"]
     return same_source and same_aes and indices == ids
 

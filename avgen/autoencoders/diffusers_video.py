@@ -303,18 +303,34 @@ def diffusers_video_class(directory: str | Path) -> type[DiffusersVideoVAE] | No
 
 
 # --- Hydra factories (avgen/conf/video_ae/*.yaml) ---------------------------------------------------------------------
-def wan(path: str, fps: int | float | str = WanVAE.default_fps) -> DiffusersVideoVAE:
-    """A diffusers AutoencoderKLWan directory as avgen's video AE."""
-    return WanVAE.from_diffusers(path, fps)
+def _load_as(cls: type[DiffusersVideoVAE], path: str, fps: int | float | str | None) -> DiffusersVideoVAE:
+    """`avgen.autoencoders.load(path, fps=fps)` (a diffusers directory, an avgen save of one or a reference to one),
+    which must hold a `cls`; fps None: the rate the directory records, else the class's `default_fps`."""
+    from avgen.autoencoders.io import load
+
+    ae = load(path, fps=fps)
+    if not isinstance(ae, cls):
+        raise InputError(f"video_ae.path={path} holds {ae.kind or type(ae).__name__}, not {cls.diffusers_class}: "
+                         f"choose its video_ae group, or name the directory with video_ae.path alone")  # fmt: skip
+    return ae
+
+
+def wan(path: str, fps: int | float | str | None = None) -> DiffusersVideoVAE:
+    """A diffusers AutoencoderKLWan directory (or an avgen save of one) as avgen's video AE."""
+    return _load_as(WanVAE, path, fps)
 
 
 def ltx_video(
-    path: str, fps: int | float | str = LTXVideoVAE.default_fps, decode_timestep: float = 0.0
+    path: str, fps: int | float | str | None = None, decode_timestep: float | None = None
 ) -> DiffusersVideoVAE:
-    """A diffusers AutoencoderKLLTXVideo directory as avgen's video AE."""
-    return LTXVideoVAE.from_diffusers(path, fps, decode_timestep=decode_timestep)
+    """A diffusers AutoencoderKLLTXVideo directory (or an avgen save of one) as avgen's video AE; decode_timestep
+    None keeps the saved one (0.0 for a diffusers directory)."""
+    ae = _load_as(LTXVideoVAE, path, fps)
+    if decode_timestep is not None:
+        ae.decode_timestep = ae.config["decode_timestep"] = float(decode_timestep)
+    return ae
 
 
-def cogvideox(path: str, fps: int | float | str = CogVideoXVAE.default_fps) -> DiffusersVideoVAE:
-    """A diffusers AutoencoderKLCogVideoX directory as avgen's video AE."""
-    return CogVideoXVAE.from_diffusers(path, fps)
+def cogvideox(path: str, fps: int | float | str | None = None) -> DiffusersVideoVAE:
+    """A diffusers AutoencoderKLCogVideoX directory (or an avgen save of one) as avgen's video AE."""
+    return _load_as(CogVideoXVAE, path, fps)

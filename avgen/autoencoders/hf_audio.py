@@ -207,7 +207,8 @@ class DiffusersOobleck(Autoencoder):
         """The VAE in a diffusers directory (config.json _class_name AutoencoderOobleck, e.g. a pipeline's vae/)."""
         d = _hf_dir(directory, "diffusers AutoencoderOobleck")
         try:
-            model = _quiet(lambda: _diffusers_oobleck().from_pretrained(str(d), local_files_only=True))
+            model = _quiet(lambda: _diffusers_oobleck().from_pretrained(  # without accelerate, low_cpu_mem_usage=True
+                str(d), local_files_only=True, low_cpu_mem_usage=False))  # only warns and falls back  # fmt: skip
         except (OSError, ValueError) as e:
             raise InputError(f"{d}: not a diffusers AutoencoderOobleck ({str(e).splitlines()[0]})") from e
         ae = cls(dict(model.config), model=model).eval()

@@ -122,9 +122,25 @@ def _foreign_kind(directory: Path, meta: dict) -> str | None:
     return kind
 
 
-def _load_dir(directory: Path, device: str | torch.device = "cpu", fps=None) -> Autoencoder:
+def _rate(fps, fixed, where: str):
+    """The frame rate to load at: `fixed` (what `where` records) unless none is recorded, then `fps`; an `fps` that
+    differs from the recorded one is refused naming the setting (video_ae.fps in a Hydra config)."""
     from avgen.autoencoders.diffusers_video import frame_rate  # imports no diffusers
 
+    if fixed is None:
+        return fps
+    if fps is not None and frame_rate(fps) != frame_rate(fixed):
+        raise InputError(f"fps={fps} (video_ae.fps) conflicts with {where}, which fixes {frame_rate(fixed)} fps: give "
+                         f"that rate or leave fps unset (null)")  # fmt: skip
+    return fixed
+
+
+def _no_fps(modality: str, fps, directory: Path) -> None:
+    if fps is not None and modality != "video":
+        raise InputError(f"fps={fps}: {directory} holds an {modality} autoencoder, which takes no frame rate")
+
+
+def _load_dir(directory: Path, device: str | torch.device = "cpu", fps=None) -> Autoencoder:
     if not (directory / CONFIG_NAME).is_file() and (directory / "vae" / CONFIG_NAME).is_file():
         directory = directory / "vae"  # a diffusers pipeline directory: its VAE sits in vae/
     cfg = directory / CONFIG_NAME
@@ -132,6 +148,7 @@ def _load_dir(directory: Path, device: str | torch.device = "cpu", fps=None) -> 
     classes = _Classes()
     kind = _foreign_kind(directory, meta) if isinstance(meta, dict) else None
     if kind is not None:
+        _no_fps(classes[kind].modality, fps, directory)
         rate = {} if fps is None else {"fps": fps}  # video VAEs store no frame rate: given, or the class's default
         return classes[kind].from_pretrained(directory, **rate).to(device).eval()
     if isinstance(meta, dict) and "class" in meta and meta["class"] not in classes:
@@ -140,8 +157,8 @@ def _load_dir(directory: Path, device: str | torch.device = "cpu", fps=None) -> 
                          f"{ENTRY_POINT_GROUP!r}")  # fmt: skip
     ae = load_saved(directory, classes, device)
     ae.source_dir = directory.resolve()
-    if fps is not None and ae.geometry.input_rate != frame_rate(fps):
-        raise InputError(f"{directory}: this autoencoder takes {ae.geometry.input_rate} steps/s, not fps={fps}")
+    _no_fps(ae.modality, fps, directory)
+    _rate(fps, ae.geometry.input_rate, f"{cfg} (an avgen save)")
     return ae
 
 
@@ -149,10 +166,12 @@ def load(directory: str | Path, device: str | torch.device = "cpu", *, fps: floa
     """The autoencoder in `directory`, in eval mode: one saved by Autoencoder.save, a reference.json to one (its
     weights hash checked), or a transformers (EnCodec, DAC) / diffusers (Oobleck; Wan, LTX-Video, CogVideoX video
     VAEs) save_pretrained directory. A diffusers video VAE stores no frame rate: it loads at `fps`, by default its
-    class's `default_fps` (Wan 16, LTX-Video 25, CogVideoX 8); for a directory of ours a different `fps` is refused."""
+    class's `default_fps` (Wan 16, LTX-Video 25, CogVideoX 8). An avgen save and a reference to a video AE record
+    their rate: there `fps` may be left unset, and a different one is refused."""
     directory = Path(directory)
     if (directory / REFERENCE_NAME).is_file():
-        return load_reference(directory, lambda target: _load_dir(target, device, fps))
+        where = directory / REFERENCE_NAME
+        return load_reference(directory, lambda target, fixed: _load_dir(target, device, _rate(fps, fixed, where)))
     try:
         return _load_dir(directory, device, fps)
     except json.JSONDecodeError as e:

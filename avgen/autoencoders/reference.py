@@ -3,14 +3,15 @@ where a large autoencoder lives and which weights it must be.
 
     video_ae/reference.json
     {"format_version": 1, "class": "diffusers_wan", "root": null, "path": "../../weights/wan_vae",
-     "weights_sha256": "…", "latent_mean": [...], "latent_std": [...]}
+     "weights_sha256": "…", "latent_mean": [...], "latent_std": [...], "fps": "16"}
 
 `path` is relative: to the folder holding reference.json (root null), or to a named root, an environment variable
 whose name starts with AVGEN_ (root "AVGEN_WEIGHTS": path inside $AVGEN_WEIGHTS), so a model directory moves between
 machines that keep their weights in different places. Absolute paths are refused. The target is any directory
 `avgen.autoencoders.load` reads (an avgen save, or a transformers / diffusers one); the latent statistics travel in
-reference.json (a published VAE's directory has none of ours), and the weights hash, taken after they are applied,
-is checked at every load. Copying (Autoencoder.save) stays the default; `export_autoencoder` does either.
+reference.json (a published VAE's directory has none of ours), and so does a video AE's frame rate (a published
+VAE stores none); the weights hash, taken after the stats are applied, is checked at every load. Copying
+(Autoencoder.save) stays the default; `export_autoencoder` does either.
 """
 
 from __future__ import annotations
@@ -72,6 +73,8 @@ def write_reference(ae: Autoencoder, directory: str | Path, root: str | None = N
     meta = {"format_version": REFERENCE_VERSION, "class": ae.kind, "root": root,
             "path": reference_path(ae, directory, root), "weights_sha256": weights_hash(ae),
             "latent_mean": ae.latent_mean.tolist(), "latent_std": ae.latent_std.tolist()}  # fmt: skip
+    if ae.modality == "video":  # a published video VAE's directory stores no frame rate: the reference keeps it
+        meta["fps"] = str(ae.geometry.input_rate)
     with atomic_path(directory / REFERENCE_NAME) as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
     for stale in (CONFIG_NAME, WEIGHTS_NAME):  # a copy left by an earlier export would otherwise look complete
@@ -95,12 +98,14 @@ def resolve_reference(directory: str | Path) -> tuple[Path, dict]:
     return full, meta
 
 
-def load_reference(directory: str | Path, load_dir: Callable[[Path], Autoencoder]) -> Autoencoder:
-    """The autoencoder `directory`/reference.json names, loaded with `load_dir`, its stats applied and hash checked."""
+def load_reference(directory: str | Path, load_dir: Callable[[Path, str | None], Autoencoder]) -> Autoencoder:
+    """The autoencoder `directory`/reference.json names, loaded with `load_dir(target, fps)` (fps: the frame rate the
+    reference records for a video AE, None for an audio one or a reference written before rates were recorded), its
+    stats applied and hash checked."""
     target, meta = resolve_reference(directory)
     if (target / REFERENCE_NAME).is_file():
         raise InputError(f"{Path(directory) / REFERENCE_NAME} references {target}, itself a reference: name its target")
-    ae = load_dir(target)
+    ae = load_dir(target, meta.get("fps"))
     if "latent_mean" in meta and "latent_std" in meta:
         ae.set_latent_stats(torch.tensor(meta["latent_mean"]), torch.tensor(meta["latent_std"]))
     found = weights_hash(ae)

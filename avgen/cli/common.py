@@ -17,9 +17,11 @@ from avgen.errors import UserError
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
-def load_autoencoder(group, part: str, device="cpu"):
+def load_autoencoder(group, part: str, device: str = "cpu"):
     """The autoencoder that a video_ae / audio_ae config group names, in eval mode: a class to build (`_target_`, such
-    as encodec24k with its checkpoint file) or a saved directory (`path`; null: `part`/ of the default model)."""
+    as encodec24k with its checkpoint file, or wan with its directory and fps) or a directory (`path`; null: `part`/
+    of the default model) that avgen.autoencoders.load reads at the group's `fps` (video_ae.fps: a diffusers video
+    VAE's frame rate; null: its class's default, or the rate an avgen save records)."""
     from hydra.utils import instantiate
 
     from avgen.autoencoders import load
@@ -27,7 +29,7 @@ def load_autoencoder(group, part: str, device="cpu"):
 
     if "_target_" in group:
         return instantiate(group).to(device).eval()
-    return load(default_ae_dir(part, group.get("path")), device)
+    return load(default_ae_dir(part, group.get("path")), device, fps=group.get("fps"))
 
 
 # settings a rerun may change and still resume (logged); any other difference stops it

@@ -32,8 +32,8 @@ from avgen.train.validate import Validator
 
 
 def _batcher(cfg: DictConfig, fmt: ClipFormat, layout, video_ae, audio_ae, text, device):
-    if cfg.latents is None:  # clips rendered or read at the autoencoders' rates
-        data = instantiate(cfg.data, fps=float(fmt.fps), sample_rate=int(fmt.sample_rate))
+    if cfg.latents is None:  # clips rendered or read at the autoencoders' rates and audio channels
+        data = instantiate(cfg.data, fps=float(fmt.fps), sample_rate=int(fmt.sample_rate), channels=fmt.channels)
         return ClipBatcher(data, layout, video_ae, audio_ae, text, device), f"{type(data).__name__} on the fly"
     shards = LatentShards(cfg.latents, video_ae=video_ae, audio_ae=audio_ae)
     if tuple(shards.video.shape[1:]) != layout.video_latent or tuple(shards.audio.shape[1:]) != layout.audio_latent:

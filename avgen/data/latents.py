@@ -1,8 +1,9 @@
 """Cached latents: sharded safetensors of raw AE latents with captions, meta, and the hash of the AE weights.
 
 DiT training on CPU cannot afford to run the autoencoders every step; encode once with tools/cache_latents.py.
-A shard remembers which weights made it and, for avworld clips, which version of the world rendered them; the reader
-refuses shards from other weights or another world version.
+A shard remembers which weights made it, the frame rate its clips were encoded at (`fps`: the weights do not say it
+for a diffusers video VAE) and, for avworld clips, which version of the world rendered them; the reader refuses
+shards from other weights, another frame rate or another world version.
 
 The reader is lazy: opening a cache reads each shard's header once (metadata, checks, byte offsets) and keeps the
 captions; a clip's latents are read from its file when indexed, so memory does not grow with the cache. The per-clip
@@ -42,7 +43,7 @@ def write_shard(
     source: dict[str, str] | None = None,
 ) -> Path:
     """video (n, c, t, h, w) and audio (n, c, m) raw latents of n clips -> one shard (written atomically).
-    source: where the clips came from, e.g. {"source": "avworld", "world_version": "2"}."""
+    source: where the clips came from, e.g. {"source": "avworld", "world_version": "2", "fps": "16"}."""
     if not (len(video) == len(audio) == len(captions) == len(metas)):
         raise InputError("a shard needs the same number of video latents, audio latents, captions and metas")
     metadata = {"format": FORMAT, "captions": json.dumps(captions), "meta": json.dumps(metas),
@@ -226,6 +227,10 @@ def _open_shard(f: Path, want: dict[str, str]) -> tuple[dict[str, str], dict[str
                 f"{f} was made by different {key} autoencoder weights ({have} != {want[key][:12]}): "
                 f"the latents are stale; re-run tools/cache_latents.py with these AEs"
             )
+    if "fps" in want and "fps" in meta and meta["fps"] != want["fps"]:  # shards written before rates were recorded pass
+        raise InputError(f"{f} holds clips encoded at {meta['fps']} fps, but the video autoencoder runs at "
+                         f"{want['fps']} fps (video_ae.fps): re-run tools/cache_latents.py with --fps "
+                         f"{want['fps']}, or train at the cache's rate")  # fmt: skip
     check_world(f, meta)
     if "video" not in spans or "audio" not in spans:
         raise InputError(f"{f}: an avgen latent shard needs 'video' and 'audio' tensors, it has {sorted(spans)}")
@@ -249,7 +254,7 @@ class LatentShards(Dataset):
             raise MissingFileError(f"no latent shards (shard_*.safetensors) in {self.dir}: run tools/cache_latents.py")
         want = dict(hashes or {})
         if video_ae is not None:
-            want["video"] = weights_hash(video_ae)
+            want["video"], want["fps"] = weights_hash(video_ae), str(video_ae.geometry.input_rate)
         if audio_ae is not None:
             want["audio"] = weights_hash(audio_ae)
         spans: dict[str, list[TensorSpan]] = {"video": [], "audio": []}

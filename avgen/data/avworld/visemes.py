@@ -76,8 +76,9 @@ def mouth_tracks(phonemes: list[tuple[str, int]], n: int, sr: int, loudness: np.
     sigma = SMOOTH_S * rate
     opening = ndimage.gaussian_filter1d(opening, sigma, mode="nearest")
     width = ndimage.gaussian_filter1d(width, sigma, mode="nearest")
-    if loudness is not None:
-        opening = opening * np.clip(loudness[:m], 0.0, 1.0)
+    if loudness is not None:  # a last part-window (n not a whole number of 1/rate s) repeats its neighbour's
+        loud = np.clip(loudness[:m], 0.0, 1.0)
+        opening = opening * (np.pad(loud, (0, m - len(loud)), mode="edge") if 0 < len(loud) < m else loud)
     return np.clip(opening, 0, 1).astype(np.float32), np.clip(width, 0, 1).astype(np.float32)
 
 
