@@ -98,6 +98,30 @@ def audio_report(clips: list[AVClip], decoded: list[torch.Tensor], frame: float)
     return out
 
 
+@torch.no_grad()
+def palette_report(video_ae, size: int = 64, frames: int = 16) -> dict[str, float]:
+    """Each avworld colour as a static square on the grey background, large (3/4 of the frame) and small (1/8),
+    through the round trip: the mean and worst per-colour RGB error (0..1) inside the square's interior (1 px in
+    from its edge). The simplest form of the colour loss: a green square coming back grey reads ~0.3 here."""
+    from avgen.data.avworld.vocab import BACKGROUNDS, COLOURS
+
+    t = video_ae.geometry.input_length(max(1, frames // video_ae.geometry.time_stride))  # frames the AE accepts
+    dev = next(video_ae.parameters()).device
+    out = {}
+    for name, side in (("large", size * 3 // 4), ("small", size // 8)):
+        lo = (size - side) // 2
+        errors = []
+        for rgb in COLOURS.values():
+            x = torch.tensor(BACKGROUNDS["grey"]).view(3, 1, 1, 1).repeat(1, t, size, size)  # (3, t, h, w) in 0..1
+            x[:, :, lo : lo + side, lo : lo + side] = torch.tensor(rgb).view(3, 1, 1, 1)
+            y = video_ae.decode(video_ae.encode(x[None].to(dev) * 2 - 1)).clamp(-1, 1)[0].cpu() / 2 + 0.5
+            inner = (slice(None), slice(None), slice(lo + 1, lo + side - 1), slice(lo + 1, lo + side - 1))
+            errors.append(float((y[inner] - x[inner]).abs().mean()))
+        out[f"static {name} squares: colour error (mean)"] = float(np.mean(errors))
+        out[f"static {name} squares: colour error (worst)"] = float(np.max(errors))
+    return out
+
+
 def _mean(values) -> float:
     """Mean of the finite values; nan when there are none."""
     a = np.asarray(values, float)

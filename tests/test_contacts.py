@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from avgen.data import AVWorld
@@ -53,3 +54,21 @@ def test_round_trip_reports_of_a_perfect_autoencoder_keep_everything():
     assert audio["audio log-mel L1"] == 0.0 and audio["sound kept"] == 1.0
     silent = audio_report(clips, [0 * c.audio for c in clips], FRAME)
     assert silent["contacts with an onset (recall)"] == 0.0 and silent["audio log-mel L1"] > 1.0
+    assert audio["audio energy kept > 1 kHz (dB)"] == 0.0 and audio["audio energy kept < 1 kHz (dB)"] == 0.0
+
+
+def test_palette_report_reads_zero_for_a_perfect_round_trip_and_the_gap_for_a_grey_one():
+    from avgen.autoencoders.video import VideoVAE
+    from avgen.data.avworld.vocab import BACKGROUNDS, COLOURS
+    from avgen.evaluation import palette_report
+
+    ae = VideoVAE(latent_channels=4, width=8, mults=[1, 1, 2])
+    ae.encode = lambda x: x  # a perfect round trip
+    ae.decode = lambda z: z
+    assert all(v == pytest.approx(0.0, abs=1e-6) for v in palette_report(ae).values())
+    grey = torch.tensor(BACKGROUNDS["grey"]).view(1, 3, 1, 1, 1)
+    ae.decode = lambda z: (grey * 2 - 1).expand_as(z)  # every square melts into the grey background
+    gaps = [np.abs(np.subtract(rgb, BACKGROUNDS["grey"])).mean() for rgb in COLOURS.values()]
+    report = palette_report(ae)
+    assert report["static large squares: colour error (mean)"] == pytest.approx(np.mean(gaps), abs=1e-6)
+    assert report["static small squares: colour error (worst)"] == pytest.approx(np.max(gaps), abs=1e-6)

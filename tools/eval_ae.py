@@ -6,9 +6,10 @@
 
 Held-out avworld clips use seed 1_000_003, never used in training (seed 0). Video: PSNR on uint8 frames (per clip,
 averaged), SSIM, per-object colour error and contrast kept (from the world's object masks), the attributes the
-detectors read back, and the contacts the video contact detector finds on real frames found again within a frame;
-audio: SI-SDR, log-mel L1 (n_fft 1024, hop 256, 64 mel bands, ln of magnitudes >= 1e-5), onsets against the true
-contacts within a frame, each impact timbre and beep pitch kept, and onset recall within 10 ms of the original's.
+detectors read back, the contacts the video contact detector finds on real frames found again within a frame, and
+each palette colour as a static square on grey (large and small); audio: SI-SDR, energy kept below / above 1 kHz,
+log-mel L1 (n_fft 1024, hop 256, 64 mel bands, ln of magnitudes >= 1e-5), onsets against the true contacts within a
+frame, each impact timbre and beep pitch kept, and onset recall within 10 ms of the original's.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 from avgen.autoencoders import load
 from avgen.data import AVWorld, MediaFolder
-from avgen.evaluation import audio_report, decode_audio, decode_video, video_report
+from avgen.evaluation import audio_report, decode_audio, decode_video, palette_report, video_report
 from avgen.media import AVClip
 from avgen.metrics.recon import onset_recall
 from avgen.paths import portable_path
@@ -72,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         reports[name], recons = evaluate(clips, video_ae, audio_ae, masks)
         for c, r in list(zip(clips, recons, strict=True))[:2]:
             shown += [c, r]
+    reports["static avworld colours on grey"] = palette_report(video_ae)
     keys = list(dict.fromkeys(k for r in reports.values() for k in r))
     lines = ["| metric | " + " | ".join(reports) + " |", "|---" * (len(reports) + 1) + "|"]
     lines += [f"| {k} | " + " | ".join(f"{r[k]:.3f}" if k in r else "–" for r in reports.values()) + " |" for k in keys]
