@@ -208,3 +208,18 @@ def test_resume_refuses_other_settings_and_multirun_jobs_get_their_own_dirs(data
     for job, lr in ((0, 1e-3), (1, 2e-3)):
         record = json.loads((tmp_path / "sweep" / str(job) / "run_config.json").read_text())
         assert record["trainer.lr"] == lr and list_checkpoints(tmp_path / "sweep" / str(job) / "checkpoints")
+
+
+def test_resume_accepts_options_added_since_when_left_empty(tmp_path):
+    """A run recorded before an option existed resumes when the option is null / [] / {} now, and not otherwise."""
+    from omegaconf import OmegaConf
+
+    from avgen.cli.common import check_resume
+    from avgen.errors import InputError
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "step_00000002.pt").write_bytes(b"")
+    (tmp_path / "run_config.json").write_text(json.dumps({"trainer.lr": 0.001}))
+    check_resume(OmegaConf.create({"trainer": {"lr": 0.001}, "init_fresh": [], "extra": None}), tmp_path)
+    with pytest.raises(InputError, match=r"init_fresh=\['decoder'\] \(the run has None\)"):
+        check_resume(OmegaConf.create({"trainer": {"lr": 0.001}, "init_fresh": ["decoder"]}), tmp_path)

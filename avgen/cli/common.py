@@ -65,14 +65,17 @@ def run_config(cfg) -> dict:
 
 def check_resume(cfg, out: Path) -> None:
     """A rerun that resumes must be the same run: stop naming the keys that differ from the recorded config
-    (out/run_config.json, see record_run_config), except the RESUMABLE ones, which are logged."""
+    (out/run_config.json, see record_run_config), except the RESUMABLE ones, which are logged. An option added to
+    avgen since the run started, left empty, is no difference."""
     from avgen.errors import InputError
 
     flat, record = run_config(cfg), out / "run_config.json"
     if not (record.is_file() and any((out / "checkpoints").glob("step_*.pt"))):
         return
     old = json.loads(record.read_text())
-    differ = sorted(k for k in set(old) | set(flat) if old.get(k) != flat.get(k))
+    # a key the run did not record (an option added since), set to nothing (null, [], {}), is the same run
+    differ = sorted(k for k in set(old) | set(flat) if old.get(k) != flat.get(k)
+                    and not (k not in old and flat.get(k) in (None, [], {})))  # fmt: skip
     fixed = [k for k in differ if k not in RESUMABLE]
     if fixed:
         said = ", ".join(f"{k}={flat.get(k)!r} (the run has {old.get(k)!r})" for k in fixed[:4])
