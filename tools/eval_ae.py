@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--video-ae", required=True)
     ap.add_argument("--audio-ae", required=True)
     ap.add_argument("--count", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=HELD_OUT_SEED, help="avworld seed (777: tools/evaluate.py's held-out)")
     ap.add_argument("--folder", default=None, help="also evaluate windows of the real media in this folder")
     ap.add_argument("--out", default="ae_eval.md")
     ap.add_argument("--png", default="ae_eval.png")
@@ -58,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     fps, sr = float(video_ae.geometry.input_rate), int(audio_ae.geometry.input_rate)
-    world = AVWorld(seed=HELD_OUT_SEED, fps=fps, sample_rate=sr)
+    world = AVWorld(seed=args.seed, fps=fps, sample_rate=sr)
     sets = {
-        f"avworld held-out ({args.count} clips)": (
+        f"avworld held-out ({args.count} clips, seed {args.seed})": (
             [world[i] for i in range(args.count)],
             [world.object_masks(i) for i in range(args.count)],
         )
