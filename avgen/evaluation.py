@@ -78,7 +78,7 @@ def video_report(clips: list[AVClip], decoded: list[torch.Tensor], masks: list[l
 def audio_report(clips: list[AVClip], decoded: list[torch.Tensor], frame: float) -> dict[str, float]:
     """Log-mel L1, SI-SDR and the energy kept below and above 1 kHz, onsets against the true contacts (within a
     frame), and what the detectors hear back: per impact timbre (single-shape bounce clips), per beep pitch, the
-    voice."""
+    voice, and the words (speech WER of the real talk clips and of their round trip)."""
     from avgen.autoencoders.losses import log_mel_l1
 
     rows: dict[str, list] = defaultdict(list)
@@ -95,6 +95,8 @@ def audio_report(clips: list[AVClip], decoded: list[torch.Tensor], frame: float)
     with_audio = [dataclasses.replace(c, audio=d, meta={}) for c, d in zip(clips, decoded, strict=True)]
     out |= _attributes(clips, with_audio, ("sound", "pitch", "voice"))
     out |= _per_class(clips, with_audio)
+    for name, row in speech_rows(clips, {"real": clips, "round trip": with_audio}).items():
+        out[f"speech WER, {name} (talk clips)"] = row["WER"]
     return out
 
 
@@ -120,6 +122,20 @@ def palette_report(video_ae, size: int = 64, frames: int = 16) -> dict[str, floa
         out[f"static {name} squares: colour error (mean)"] = float(np.mean(errors))
         out[f"static {name} squares: colour error (worst)"] = float(np.max(errors))
     return out
+
+
+def speech_rows(reals: list[AVClip], sets: dict[str, list[AVClip]]) -> dict[str, dict]:
+    """WER of the talking heads (PocketSphinx restricted to avworld's words) per set, against the words each clip's
+    caption quotes and against another clip's (the chance level of the restricted vocabulary); {} with under 2."""
+    from avgen.data.avworld.vocab import WORDS
+    from avgen.metrics.speech import intelligibility
+
+    talk = [i for i, c in enumerate(reals) if c.meta.get("family") == "talk"]
+    if len(talk) < 2:
+        return {}
+    words = [reals[i].meta["attributes"]["words"] for i in talk]  # what the caption says (ground truth)
+    return {name: intelligibility([clips[i] for i in talk], words, WORDS) | {"clips": len(talk)}
+            for name, clips in sets.items()}  # fmt: skip
 
 
 def _mean(values) -> float:

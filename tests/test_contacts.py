@@ -55,6 +55,7 @@ def test_round_trip_reports_of_a_perfect_autoencoder_keep_everything():
     silent = audio_report(clips, [0 * c.audio for c in clips], FRAME)
     assert silent["contacts with an onset (recall)"] == 0.0 and silent["audio log-mel L1"] > 1.0
     assert audio["audio energy kept > 1 kHz (dB)"] == 0.0 and audio["audio energy kept < 1 kHz (dB)"] == 0.0
+    assert audio["speech WER, round trip (talk clips)"] == audio["speech WER, real (talk clips)"] < 0.5  # 4 talk clips
 
 
 def test_palette_report_reads_zero_for_a_perfect_round_trip_and_the_gap_for_a_grey_one():

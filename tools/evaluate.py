@@ -31,6 +31,7 @@ import torch
 from avgen.autoencoders import Autoencoder
 from avgen.data import AVWorld, collate_clips, video_from_model
 from avgen.data.avworld.vocab import SHAPE_SOUNDS
+from avgen.evaluation import speech_rows
 from avgen.media import AVClip, MediaError, read_clip
 from avgen.metrics import av_align, detect_onsets, mouth_sync
 from avgen.metrics.attributes import (
@@ -210,20 +211,6 @@ def text_to_av(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict, lis
         "intelligibility": speech_rows(reals, {"generated": gens, "real": reals, "AE round trip": trips}),
     }
     return out, gens[:2] + novel[:2]
-
-
-def speech_rows(reals: list[AVClip], sets: dict[str, list[AVClip]]) -> dict[str, dict]:
-    """WER of the talking heads (PocketSphinx restricted to avworld's words) per set, against the words each clip's
-    caption quotes and against another clip's (the chance level of the restricted vocabulary)."""
-    from avgen.data.avworld.vocab import WORDS
-    from avgen.metrics.speech import intelligibility
-
-    talk = [i for i, c in enumerate(reals) if c.meta["family"] == "talk"]
-    if len(talk) < 2:
-        return {}
-    words = [reals[i].meta["attributes"]["words"] for i in talk]  # what the caption says (ground truth)
-    return {name: intelligibility([clips[i] for i in talk], words, WORDS) | {"clips": len(talk)}
-            for name, clips in sets.items()}  # fmt: skip
 
 
 def speech_windows(n: int, sample_rate: int) -> tuple[list[torch.Tensor], str]:
