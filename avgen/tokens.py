@@ -250,6 +250,20 @@ class AVTokenLayout:
         half = 0.5 * float(self.audio_patch / self.audio_rate)
         return video, (self.audio_times - half, self.audio_times + half)
 
+    def text_attention(self, spans: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Which text tokens each token of the interleaved sequence may attend to, for time-anchored text (scripts):
+        spans (b, s, 2) seconds, mask (b, s) -> (b, l, s) bool. Token i sees text token j when j is unmasked and
+        their spans overlap (start_j < end_i and end_j > start_i; an untimed (-inf, inf) one overlaps every token).
+        A token that would see none falls back to the mask, so attention never has an empty row."""
+        (v_start, v_end), (a_start, a_end) = self.bounds()
+        start = torch.cat([v_start, a_start])[self.perm].to(spans)  # (l,): sequence order
+        end = torch.cat([v_end, a_end])[self.perm].to(spans)  # (l,)
+        mask = mask.bool()[:, None, :]  # (b, 1, s)
+        begins, ends = spans[:, None, :, 0], spans[:, None, :, 1]  # (b, 1, s) each
+        overlap = (begins < end[None, :, None]) & (ends > start[None, :, None])  # (b, l, s)
+        allowed = overlap & mask  # (b, l, s)
+        return allowed | (mask & ~allowed.any(-1, keepdim=True))
+
     def token_mask_before(self, seconds: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-modality masks (lv,), (la,) of tokens whose span ends by `seconds` (for continuation)."""
         (_, v_end), (_, a_end) = self.bounds()

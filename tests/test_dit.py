@@ -1,13 +1,15 @@
-"""The DiT: shapes, per-token modulation from distinct levels, text masking, activation checkpointing."""
+"""The DiT: shapes, per-token modulation from distinct levels, text masking, activation checkpointing, and text
+anchored in time (scripts): a line reaches only the tokens of its span, untimed text all of them."""
 
 from __future__ import annotations
 
+import copy
 from contextlib import nullcontext
 
 import pytest
 import torch
 
-from avgen.models.dit import PRESETS, build_dit
+from avgen.models.dit import PRESETS, CrossAttention, build_dit
 from avgen.tokens import AVTokenLayout
 from tests.core_fixtures import small_dit, tiny_layout
 
@@ -155,3 +157,82 @@ def test_autocast_is_decided_in_one_place():
     with pytest.warns(UserWarning, match="CUDA is not available") if not torch.cuda.is_available() else nullcontext():
         ctx = autocast_for(torch.device("cuda"))
     assert isinstance(ctx, torch.autocast) and ctx.fast_dtype == torch.bfloat16  # a context manager, not a factory
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# time-anchored text (scripts)
+# ----------------------------------------------------------------------------------------------------------------------
+def cross_attention_before_scripts(self, x, text, text_mask):
+    """CrossAttention.forward as it was before text_spans: the reference for the untimed path."""
+    b, l, d = x.shape
+    s, hd = text.shape[1], d // self.heads
+    q = self.q_norm(self.q(x).view(b, l, self.heads, hd)).transpose(1, 2)
+    k, v = self.kv(text).view(b, s, 2, self.heads, hd).permute(2, 0, 3, 1, 4)
+    mask = text_mask[:, None, None, :].bool()
+    out = torch.nn.functional.scaled_dot_product_attention(q, self.k_norm(k), v, attn_mask=mask)
+    return self.proj(out.transpose(1, 2).reshape(b, l, d))
+
+
+def _script_inputs(layout, b: int = 2):
+    g = torch.Generator().manual_seed(3)
+    xv, xa = torch.randn(b, layout.lv, layout.pv, generator=g), torch.randn(b, layout.la, layout.pa, generator=g)
+    tv, ta = torch.full((b, layout.lv), 0.6), torch.full((b, layout.la), 0.6)
+    text = torch.randn(b, 8, 16, generator=g)
+    mask = torch.ones(b, 8, dtype=torch.bool)
+    inf = float("inf")
+    spans = torch.tensor([[-inf, inf]] * 3 + [[0.5, 1.0]] * 3 + [[1.5, 1.75]] * 2).expand(b, 8, 2)  # (b, s, 2)
+    return (xv, xa, tv, ta), text, mask, spans
+
+
+def test_without_spans_the_network_is_bit_identical_to_before(monkeypatch):
+    layout = tiny_layout()
+    model = perturbed(layout)
+    twin = copy.deepcopy(model)
+    tokens, text, mask, _ = _script_inputs(layout)
+    mask[1, 5:] = False
+    drop = torch.tensor([False, True])
+    with torch.no_grad():
+        now = [model(*tokens, text, mask, layout, drop_text=d) for d in (None, drop)]
+        with monkeypatch.context() as m:
+            m.setattr(CrossAttention, "forward", cross_attention_before_scripts)
+            before = [twin(*tokens, text, mask, layout, drop_text=d, text_spans=None) for d in (None, drop)]
+    for a, b in zip(now, before, strict=True):
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_timed_text_reaches_only_the_tokens_of_its_span_and_untimed_text_all():
+    """One block: a token's output depends on text only through its own cross-attention (self-attention runs
+    before it), so replacing a line's states changes exactly the tokens allowed to attend to that line."""
+    layout = tiny_layout()
+    model = perturbed(layout, depth=1)
+    tokens, text, mask, spans = _script_inputs(layout)
+    (v0, v1), (a0, a1) = layout.bounds()
+    inside = {"video": (v0 < 1.0) & (v1 > 0.5), "audio": (a0 < 1.0) & (a1 > 0.5)}  # the line at 0.5-1.0 s
+    assert 0 < inside["video"].sum() < layout.lv and 0 < inside["audio"].sum() < layout.la
+    with torch.no_grad():
+        base = model(*tokens, text, mask, layout, text_spans=spans)
+        for line, reach in ((slice(3, 6), inside), (slice(0, 3), None)):  # the timed line, then the untimed one
+            other = text.clone()
+            other[:, line] = torch.randn(2, 3, 16)
+            out = model(*tokens, other, mask, layout, text_spans=spans)
+            for m, (old, new) in enumerate(zip(base, out, strict=True)):
+                changed = (old - new).abs().amax(-1) > 0  # (b, l_m)
+                want = torch.ones_like(changed) if reach is None else reach[("video", "audio")[m]].expand_as(changed)
+                assert torch.equal(changed, want), (line, m)
+        free = model(*tokens, text, mask, layout)  # without spans every token reads the timed line
+        assert ((free[0] - base[0]).abs().amax(-1) > 0).all()
+
+
+def test_spans_never_empty_a_row_and_the_null_text_is_untimed():
+    layout = tiny_layout()
+    model = perturbed(layout)
+    tokens, text, mask, _ = _script_inputs(layout)
+    late = torch.tensor([5.0, 6.0]).expand(2, 8, 2)  # every line after the clip: no token may see any
+    with torch.no_grad():
+        got = model(*tokens, text, mask, layout, text_spans=late)
+        want = model(*tokens, text, mask, layout)
+        assert all(torch.isfinite(x).all() for x in got)
+        torch.testing.assert_close(got, want)  # falls back to the text mask
+        drop = torch.tensor([True, True])
+        dropped = model(*tokens, text, mask, layout, drop_text=drop, text_spans=late)
+        torch.testing.assert_close(dropped, model(*tokens, None, None, layout))

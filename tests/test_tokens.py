@@ -306,3 +306,31 @@ def test_a_causal_video_vae_and_the_pipeline_make_clips_of_the_lengths_asked_for
     longer = pipe(task="extend", clip=AVClip(video=clip.video, audio=clip.audio, fps=16, sample_rate=16000), seconds=1)
     assert (longer.video.shape[0], longer.audio.shape[1]) == (48, 48000)
     assert torch.equal(longer.video[:32], clip.video) and torch.equal(longer.audio[:, :32000], clip.audio)
+
+
+def test_text_attention_lets_each_token_see_the_text_of_its_own_time():
+    """Video windows of 0.25 s, audio tokens of 0.05 s: which text tokens each may attend to, by their spans."""
+    from tests.core_fixtures import tiny_layout
+
+    layout = tiny_layout(1.0)
+    inf = float("inf")
+    spans = torch.tensor([[[-inf, inf], [0.5, 1.0], [0.3, 0.55], [0.25, 0.25 + 1e-6], [2.0, 3.0]]])  # (1, 5, 2)
+    mask = torch.tensor([[True, True, True, True, True]])
+    seen = layout.text_attention(spans, mask)  # (1, l, 5)
+    v, a = layout.split(seen)  # (1, lv, 5), (1, la, 5)
+    per_window = v[0].view(4, -1, 5)  # (t, h*w, s): every place of a window sees the same text
+    assert (per_window == per_window[:, :1]).all()
+    assert per_window[:, 0].tolist() == [
+        [True, False, False, False, False],
+        [True, False, True, True, False],
+        [True, True, True, False, False],
+        [True, True, False, False, False],
+    ]
+    audio_start = torch.arange(layout.la) * 0.05
+    assert torch.equal(a[0, :, 1], audio_start + 0.05 > 0.5 + 1e-9)  # 0.50-0.55 is the first that overlaps 0.5-1.0
+    assert torch.equal(a[0, :, 2], (audio_start < 0.55 - 1e-9) & (audio_start + 0.05 > 0.3 + 1e-9))
+    assert a[0, :, 0].all() and not seen[..., 4].any()  # untimed: everywhere; after the clip: nowhere
+    none = layout.text_attention(spans[:, 1:2], mask[:, :1])  # a token outside the only line sees it anyway
+    assert none.all()
+    masked = layout.text_attention(spans, torch.tensor([[False, True, True, True, True]]))
+    assert not masked[..., 0].any()

@@ -102,7 +102,8 @@ class CrossAttention(nn.Module):
         s, hd = text.shape[1], d // self.heads
         q = self.q_norm(self.q(x).view(b, l, self.heads, hd)).transpose(1, 2)  # (b, h, l, hd)
         k, v = self.kv(text).view(b, s, 2, self.heads, hd).permute(2, 0, 3, 1, 4)  # (b, h, s, hd) each
-        mask = text_mask[:, None, None, :].bool()  # (b, 1, 1, s): True = attend
+        # text_mask (b, s), or (b, l, s) per token for time-anchored text (AVTokenLayout.text_attention)
+        mask = text_mask[:, None, None, :].bool() if text_mask.ndim == 2 else text_mask[:, None].bool()  # True = attend
         out = F.scaled_dot_product_attention(q, self.k_norm(k), v, attn_mask=mask)  # (b, h, l, hd)
         return self.proj(out.transpose(1, 2).reshape(b, l, d))
 
@@ -164,8 +165,8 @@ class DiTBlock(nn.Module):
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))  # applied to the distinct noise levels only
 
     def forward(self, x, mod_index, t_emb, text, text_mask, cos2, sin2, layout: AVTokenLayout | None = None):
-        """x (b, l, d); mod_index (b*l,) each token's row of t_emb (u, d); cos2 / sin2 rope tables; layout is needed
-        with modality_mlp and the sync path."""
+        """x (b, l, d); mod_index (b*l,) each token's row of t_emb (u, d); text_mask (b, s), or (b, l, s) per token;
+        cos2 / sin2 rope tables; layout is needed with modality_mlp and the sync path."""
         b, l, _ = x.shape
         if self.sync is not None:
             hv, ha = layout.split(x)  # (b, lv, d), (b, la, d)
@@ -277,14 +278,20 @@ class AVDiT(nn.Module):
         text_mask: torch.Tensor | None,
         layout: AVTokenLayout,
         drop_text: torch.Tensor | None = None,
+        text_spans: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """video_tokens (b, lv, pv), audio_tokens (b, la, pa), t_video (b, lv), t_audio (b, la), text (b, s, e),
-        text_mask (b, s); drop_text (b,) bool replaces those samples' text with the learned null text."""
+        text_mask (b, s); drop_text (b,) bool replaces those samples' text with the learned null text (untimed).
+        text_spans (b, s, 2): each text token's time span in seconds (scripts, avgen.models.text.encode_scripts);
+        an AV token then attends only to text tokens whose span overlaps its own. None: every token sees all text."""
         b = video_tokens.shape[0]
         if self.config["sync_per_window"] and layout.per_window != self.config["sync_per_window"]:
             raise InputError(f"this DiT's sync path was built for {self.config['sync_per_window']} audio tokens per "
                              f"video window; the layout has {layout.per_window}")  # fmt: skip
+        given_text = text is not None
         text, text_mask = self._text(b, text, text_mask, drop_text)  # (b, s, e), (b, s)
+        if text_spans is not None and given_text:
+            text_mask = layout.text_attention(self._spans(text_spans, text_mask, drop_text), text_mask)  # (b, l, s)
         xv = self.in_video(video_tokens) + self.modality[0]  # (b, lv, d)
         xa = self.in_audio(audio_tokens) + self.modality[1]  # (b, la, d)
         x = layout.interleave(xv, xa)  # (b, l, d)
@@ -325,6 +332,19 @@ class AVDiT(nn.Module):
         null, null_mask = _pad_text(null.to(text.dtype), null_mask, s)
         drop = drop_text.bool().view(b, 1)
         return torch.where(drop[..., None], null, text), torch.where(drop, null_mask, mask)
+
+    @staticmethod
+    def _spans(spans: torch.Tensor, mask: torch.Tensor, drop_text: torch.Tensor | None) -> torch.Tensor:
+        """Spans (b, s0, 2) of the given text -> (b, s, 2) for the text _text returned (mask (b, s)): padding and the
+        null text of dropped samples are untimed (-inf, inf)."""
+        b, s = mask.shape
+        if spans.shape[0] != b or spans.shape[1] > s or spans.shape[-1] != 2:
+            raise InputError(f"text_spans {tuple(spans.shape)} must be (b, s, 2) for text of {b} x {s} tokens")
+        untimed = torch.tensor([-math.inf, math.inf], dtype=spans.dtype, device=spans.device)  # (2,)
+        spans = torch.cat([spans, untimed.expand(b, s - spans.shape[1], 2)], dim=1)  # (b, s, 2)
+        if drop_text is None:
+            return spans
+        return torch.where(drop_text.bool().view(b, 1, 1), untimed, spans)
 
     def _rope(self, layout: AVTokenLayout, device) -> tuple[torch.Tensor, torch.Tensor]:
         """Rope tables (l, 1, hd) for (b, l, h, hd) queries and keys, cached per layout and device."""
