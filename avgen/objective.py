@@ -98,8 +98,10 @@ class FlowObjective:
         return Draws(torch.stack(tv), torch.stack(ta), torch.stack(ev), torch.stack(ea), tasks,
                      torch.tensor(drop), torch.tensor(cont), torch.tensor(dropped))  # fmt: skip
 
-    def __call__(self, model, x0_video, x0_audio, text, text_mask, layout, seeds) -> dict[str, torch.Tensor]:
-        """x0_video (b, lv, pv), x0_audio (b, la, pa): clean tokens; seeds: (seed, step, index) per sample."""
+    def __call__(self, model, x0_video, x0_audio, text, text_mask, layout, seeds,
+                 text_spans: torch.Tensor | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+        """x0_video (b, lv, pv), x0_audio (b, la, pa): clean tokens; seeds: (seed, step, index) per sample;
+        text_spans (b, s, 2): the text tokens' time spans for scripts (None: untimed captions)."""
         device = x0_video.device
         d = self.draw(seeds, x0_video.shape[1:], x0_audio.shape[1:], layout.span / layout.ref_rate)
         gv, ga = (m.to(device) for m in given_masks(d.task, layout, d.prefix_seconds))
@@ -109,7 +111,7 @@ class FlowObjective:
         ev, ea = d.eps_video.to(device), d.eps_audio.to(device)
         xv = (1 - tv[..., None]) * x0_video + tv[..., None] * ev  # (b, lv, pv)
         xa = (1 - ta[..., None]) * x0_audio + ta[..., None] * ea  # (b, la, pa)
-        vv, va = model(xv, xa, tv, ta, text, text_mask, layout, drop_text=d.drop_text.to(device))
+        vv, va = model(xv, xa, tv, ta, text, text_mask, layout, drop_text=d.drop_text.to(device), text_spans=text_spans)
         lv = per_sample_loss(vv, ev - x0_video, ~gv)  # (b,)
         weights = onset_weights(x0_audio, self.onset_weight) if self.onset_weight else None  # (b, la)
         la = per_sample_loss(va, ea - x0_audio, ~ga, weights)  # (b,)

@@ -10,6 +10,7 @@ A model directory holds three parts, each loadable on its own:
                 generator=torch.Generator().manual_seed(1))
     clip.save("ball.mp4")
     clips = pipe(["a red ball bounces", "a woman says 'seven'"], num_clips_per_prompt=2, seed=1)  # 4 clips, 1 batch
+    clip = pipe(script="a kitchen\n0.2-1.1 left: says 'apple seven'\n1.5 a knock")  # who says what, when: avgen.script
     pipe.save_pretrained("my_model")  # what from_pretrained loads, with a README.md model card
 
 avgen's own names (steps, cfg_video, cfg_audio, cfg_sync, seed) stay as aliases: avgen.pipeline_args.
@@ -34,9 +35,11 @@ from avgen.data.batch import video_from_model, video_to_model
 from avgen.errors import InputError, MissingFileError
 from avgen.media import AVClip, MediaError, mix_channels
 from avgen.models.dit import AVDiT
+from avgen.models.text import encode_text
 from avgen.paths import portable_path
 from avgen.pipeline_args import Noise, SamplerSettings, draw_noise, prompt_list
 from avgen.sampling import Given, guided_velocity, schedule, solve
+from avgen.script import Script
 from avgen.tasks import CONTINUATION, MAX_LENGTH_FACTOR, Task, get_task, given_masks
 from avgen.tokens import AVTokenLayout, ClipFormat
 from avgen.train.distributed import autocast_for
@@ -48,12 +51,19 @@ NEEDS = {"audio": "audio (c, n) at the model's sample rate: audio=... (input=spe
 
 @dataclass(frozen=True)
 class Run:
-    """What every window of one generation shares: one prompt per clip (prompt-major) and their noise."""
+    """What every window of one generation shares: one prompt per clip (prompt-major) and their noise; with a
+    script, one script per clip (the prompts are then its prompt())."""
 
     prompts: tuple[str, ...]
     noise: Noise
     settings: SamplerSettings
     progress: bool
+    scripts: tuple[Script, ...] | None = None
+
+    def check_duration(self, seconds: float) -> None:
+        """Refuse a script line timed past the end of a clip of `seconds`."""
+        if self.scripts:
+            self.scripts[0].check_duration(seconds)
 
 
 def file_hash(path: str | Path) -> str:
@@ -173,28 +183,34 @@ class AVGenPipeline:
         sampler: SamplerSettings | None = None,
         progress: bool = False,
         sync_from: int = 0,
+        scripts: Sequence[Script] | None = None,
     ):
         """Denoise both modalities together for the batch of prompts; returns video and audio tokens (b, l, p).
         seed: an int (prompt i: seed + i) or one generator per prompt (avgen.pipeline_args.draw_noise).
-        sync_from: the modality (0 video, 1 audio) sync guidance makes the other one follow (the task's row)."""
+        sync_from: the modality (0 video, 1 audio) sync guidance makes the other one follow (the task's row).
+        scripts: one per prompt, read line by line in place of the prompts; their times anchor each line's text."""
         s = sampler or self.sampler
         b = len(prompts)
         gens = list(seed) if isinstance(seed, Sequence) else Noise.of(b, seed, None).window()
         noise = draw_noise(gens, (layout.lv, layout.pv), (layout.la, layout.pa))
         dev = self.device
         empty = torch.tensor([not p.strip() for p in prompts], device=dev)  # (b,) no caption: the learned null text
+        if scripts is not None and len(scripts) != b:
+            raise InputError(f"{len(scripts)} scripts for {b} prompts: give one script per clip")
+        spans = None
         if empty.all():  # guidance has nothing to add
             text, mask = self.dit.null_text_batch(b)
             s = replace(s, cfg_video=1.0, cfg_audio=1.0)
         else:  # captionless rows of a mixed batch get the null text in every branch (their guidance adds ~0)
-            text, mask = self.text(prompts)
-        text, mask = text.to(dev), mask.to(dev)
+            text, mask, spans = encode_text(self.text, prompts if scripts is None else list(scripts))
+        text, mask, spans = text.to(dev), mask.to(dev), None if spans is None else spans.to(dev)
 
         def model_fn(xs, levels, drop):
-            reps = xs[0].shape[0] // b  # guidance branches stacked on the batch
+            reps = xs[0].shape[0] // b  # guidance branches stacked on the batch (the unconditional: null, untimed)
             with autocast_for(dev):
                 out = self.dit(xs[0], xs[1], levels[0], levels[1], text.repeat(reps, 1, 1), mask.repeat(reps, 1),
-                               layout, drop_text=drop | empty.repeat(reps))  # fmt: skip
+                               layout, drop_text=drop | empty.repeat(reps),
+                               text_spans=None if spans is None else spans.repeat(reps, 1, 1))  # fmt: skip
             return tuple(o.float() for o in out)
 
         velocity = guided_velocity(model_fn, (s.cfg_video, s.cfg_audio), s.cfg_sync, sync_from,
@@ -213,6 +229,7 @@ class AVGenPipeline:
         prompt: str | Sequence[str] = "",
         task: str = "t2av",
         *,
+        script: Script | str | Sequence | None = None,
         video: torch.Tensor | None = None,
         audio: torch.Tensor | None = None,
         clip: AVClip | None = None,
@@ -232,18 +249,23 @@ class AVGenPipeline:
         v2a: `video` (t, h, w, 3) uint8 at the model's fps and size is given; extend: `clip` continued by `seconds`.
         A list of prompts, each num_clips_per_prompt times, is one DiT batch sharing the given media (extend: one
         clip per call). Returns an AVClip for one prompt string and one clip, else a list of AVClips, prompt-major.
-        `sampler`: avgen's names (steps, cfg_video, cfg_audio, cfg_sync, method, shift); noise: avgen.pipeline_args."""
+        `sampler`: avgen's names (steps, cfg_video, cfg_audio, cfg_sync, method, shift); noise: avgen.pipeline_args.
+        script: instead of a prompt, lines anchored in time (anything avgen.script.Script.coerce takes), for every
+        task but extend; its lines must lie within the clip. The clip's caption is then script.prompt() and its
+        meta["script"] the lines (Script.to_list())."""
         spec = get_task(task)
         given = {"audio": audio, "video": video, "clip": clip}.get(spec.input)
         if spec.input is not None and given is None:
             raise InputError(f"task {task} needs {NEEDS[spec.input]}")
-        prompts = prompt_list(prompt, num_clips_per_prompt)
+        the_script = self._script(script, prompt, spec)
+        prompts = prompt_list(prompt if the_script is None else the_script.prompt(), num_clips_per_prompt)
         if spec.given == "prefix" and len(prompts) > 1:
             raise InputError(f"task {task} continues one clip per call: give one prompt and num_clips_per_prompt=1")
         settings = self.settings(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                                  audio_guidance_scale=audio_guidance_scale, sync_guidance_scale=sync_guidance_scale,
                                  **sampler)  # fmt: skip
-        run = Run(tuple(prompts), Noise.of(len(prompts), seed, generator), settings, progress)
+        scripts = None if the_script is None else (the_script,) * len(prompts)
+        run = Run(tuple(prompts), Noise.of(len(prompts), seed, generator), settings, progress, scripts)
         if spec.given == "none":
             clips = self._from_text(spec, run, duration)
         elif spec.given == "prefix":
@@ -255,7 +277,20 @@ class AVGenPipeline:
             seed_j = run.noise.seed_of(j)
             out.meta.update({"prompt": p, **({"seed": seed_j} if seed_j is not None else {}), "task": task,
                              "model_hash": self.model_hash})  # fmt: skip
+            if the_script is not None:
+                out.meta["script"] = the_script.to_list()
         return clips[0] if isinstance(prompt, str) and num_clips_per_prompt == 1 else clips
+
+    @staticmethod
+    def _script(script, prompt, spec: Task) -> Script | None:
+        """script= as a Script (None without one), refused beside a prompt or for a task it cannot anchor."""
+        if script is None:
+            return None
+        if not isinstance(prompt, str) or prompt.strip():
+            raise InputError("give prompt= or script=, not both (a script's untimed lines say what a prompt would)")
+        if spec.given == "prefix":
+            raise InputError(f"task {spec.name} continues a clip window by window: scripts are for the other tasks")
+        return Script.coerce(script)
 
     def save_pretrained(self, directory: str | Path, half: bool = False, **export_options) -> Path:
         """Write a model directory that from_pretrained loads back (export_model), with the current sampler
@@ -276,7 +311,7 @@ class AVGenPipeline:
             xv, xa = xv.expand(b, -1, -1), xa.expand(b, -1, -1)  # (b, l, p)
         given = Given.of(given_masks([task] * b, layout, [prefix] * b), xv, xa)
         return self.sample_tokens(list(run.prompts), layout, run.noise.window(k), given, run.settings, run.progress,
-                                  get_task(task).sync_index)  # fmt: skip
+                                  get_task(task).sync_index, run.scripts)  # fmt: skip
 
     def _decoded(self, xv: torch.Tensor, xa: torch.Tensor, layout, video: bool = True, audio: bool = True):
         """(frames, wave) of each clip of a batch, decoded one clip at a time (the memory of large VAEs)."""
@@ -309,6 +344,7 @@ class AVGenPipeline:
     def _from_text(self, spec: Task, run: Run, duration: float | None) -> list[AVClip]:
         want = float(duration or self.duration)
         layout = self.layout(self._length(want, f"duration={want}"))
+        run.check_duration(want)
         xv, xa = self._window(spec.name, run, layout)
         keep_video, keep_audio = spec.keeps
         n_frames, n_samples = self.frames(want), self.samples(want)
@@ -328,6 +364,7 @@ class AVGenPipeline:
             wave = mix_channels(given.float(), self.format.channels)
             seconds = wave.shape[-1] / self.sample_rate
             dur = self._length(seconds, "the given audio")
+            run.check_duration(seconds)
             layout = self.layout(dur)
             padded = torch.nn.functional.pad(wave, (0, self.lengths(dur)[1] - wave.shape[-1]))
             xv, xa = self._window(spec.name, run, layout, wave=padded)
@@ -337,6 +374,7 @@ class AVGenPipeline:
             self._check_frames(given)
             seconds = given.shape[0] / self.fps
             dur = self._length(seconds, "the given video")
+            run.check_duration(seconds)
             layout = self.layout(dur)
             extra = self.lengths(dur)[0] - given.shape[0]  # repeat the last frame to fill the window
             padded = torch.cat([given, given[-1:].expand(extra, -1, -1, -1)]) if extra > 0 else given

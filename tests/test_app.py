@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import json
 import os
 import signal
 import socket
@@ -97,6 +98,10 @@ def test_examples_come_from_the_avworld_vocabulary():
         ({"preview": "gif"}, "preview must be"),
         ({"task": "a2v"}, "upload the audio first"),
         ({"task": "extend", "duration": 20}, "seconds to add"),
+        ({"script": "a\n1.5-1.2 a knock"}, "the script line 2 ('1.5-1.2 a knock'): the end 1.2 s is before the start"),
+        ({"script": "0.5-3 a knock", "duration": 2.0}, "3 s is past the end of the 2 s clip"),
+        ({"script": "0.5 a knock", "task": "extend", "duration": 1.0}, "clear the script"),
+        ({"script": "x" * 2100}, "keep it under 2000"),
     ],
 )
 def test_bad_fields_give_a_message(core, fields, message):
@@ -165,6 +170,14 @@ def test_a2v_v2a_extend_from_uploads(core, media):
     assert read_clip(r.download).video.shape[0] == 32
     r = core.generate(Request("", "extend", steps=2, duration=1.0, clip=str(media["flash"])))
     assert read_clip(r.download).video.shape[0] == 48
+
+
+def test_a_script_replaces_the_prompt(core):
+    script = "a kitchen\n0.2-0.6 left: says 'hello river'"
+    r = core.generate(Request("a red ball", "t2av", steps=1, duration=1.0, script=script))
+    meta = read_metadata(r.download)
+    assert meta["prompt"] == "a kitchen; left: says 'hello river'" and json.loads(meta["script"])[1]["start"] == 0.2
+    assert read_clip(r.download).video.shape[0] == 16 and "mouth_sync" in r.metrics  # "says": speech
 
 
 def test_old_results_are_removed(pipe, tmp_path):

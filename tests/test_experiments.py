@@ -157,7 +157,7 @@ def test_stereo_preset_reads_encodes_and_caches_in_stereo(saved, tmp_path):
     layout = fmt.layout(video, audio)
     assert fmt.channels == 2 and (layout.lv, layout.la) == (2 * 2 * 2, 7)
     fly, _ = _batcher(cfg, fmt, layout, video, audio, HashText(), "cpu")
-    xv, xa, _, _ = fly([0, 1])
+    xv, xa, *_ = fly([0, 1])
     assert xv.shape == (2, layout.lv, layout.pv) and xa.shape == (2, layout.la, layout.pa)
 
     def cache(fps: str, duration: str) -> int:
@@ -168,7 +168,7 @@ def test_stereo_preset_reads_encodes_and_caches_in_stereo(saved, tmp_path):
     assert cache("25", "0.36") == 0
     cached, _ = _batcher(preset("ltx_oobleck", saved, *small, f"latents={tmp_path / 'lat'}"), fmt, layout, video,
                          audio, HashText(), "cpu")  # fmt: skip
-    cv, ca, _, _ = cached([0, 1])
+    cv, ca, *_ = cached([0, 1])
     torch.testing.assert_close(cv, xv)
     torch.testing.assert_close(ca, xa)
     assert cache("30", "0.3") == 0  # 9 frames at 30 fps: re-encoded; refused at 25 fps

@@ -63,7 +63,8 @@ def test_loss_falls_and_resume_is_exact(setup, tmp_path):
     obj = FlowObjective()
     cfg = TrainConfig(steps=40, batch_size=4, lr=2e-3, warmup=5, ckpt_every=20, progress=False, log_every=10)
     model, batcher, n = make(setup)
-    xv, xa, text, mask = batcher(list(range(n)))
+    xv, xa, text, mask, spans = batcher(list(range(n)))
+    assert spans is None  # captions only (script_prob=0): untimed
     eval_seeds = [(999, 0, i) for i in range(n)]
 
     def eval_loss() -> float:

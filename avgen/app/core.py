@@ -7,6 +7,7 @@ removed as new ones come. Bad requests raise `AppError` with a message meant for
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -22,8 +23,9 @@ import numpy as np
 import torch
 
 from avgen._atomic import atomic_path
-from avgen.errors import UserError
+from avgen.errors import InputError, UserError
 from avgen.media import AVClip, MediaError, read_clip
+from avgen.script import Script
 from avgen.tasks import MAX_LENGTH_FACTOR, TASKS
 
 if TYPE_CHECKING:
@@ -49,6 +51,7 @@ class Limits:
     max_steps: int = 100
     max_cfg: float = 15.0
     max_prompt_chars: int = 300
+    max_script_chars: int = 2000
     keep_results: int = 8
 
 
@@ -66,6 +69,7 @@ class Request:
     video: str | None = None  # v2a: an uploaded video
     clip: str | None = None  # extend: an uploaded clip
     preview: str = "mp4"  # "webm" where the browser can't play H.264/AAC
+    script: str = ""  # lines anchored in time (avgen.script); when not empty, used instead of the prompt
 
 
 @dataclass
@@ -174,9 +178,10 @@ class AppCore:
         if req.task not in TASK_LABELS:
             raise AppError(f"unknown task {req.task!r}: choose one of {', '.join(TASK_LABELS)}")
         prompt = (req.prompt or "").strip()
-        if req.task in TEXT_TASKS and not prompt:
+        script = self.check_script(req)
+        if req.task in TEXT_TASKS and not prompt and script is None:
             raise AppError(f"type a prompt first ({req.task} makes a clip from text), or click an example")
-        if len(prompt) > lim.max_prompt_chars:
+        if len(prompt) > lim.max_prompt_chars and script is None:
             raise AppError(f"the prompt has {len(prompt)} characters; keep it under {lim.max_prompt_chars}")
         args = {
             "seed": int(_number(req.seed, "seed", 0, 2**31 - 1, whole=True)),
@@ -192,7 +197,28 @@ class AppCore:
             args["seconds"] = _number(req.duration, "seconds to add", 1 / self.pipe.fps, lim.max_extend_seconds)
         if req.preview not in ("mp4", "webm"):
             raise AppError(f"preview must be mp4 or webm, got {req.preview!r}")
+        if script is not None:
+            if "duration" in args:
+                try:
+                    script.check_duration(args["duration"])
+                except InputError as e:
+                    raise AppError(str(e)) from None
+            args["script"] = script
         return args
+
+    def check_script(self, req: Request) -> Script | None:
+        """The script box parsed (None when empty); AppError naming the line otherwise."""
+        text = (req.script or "").strip()
+        if not text:
+            return None
+        if len(text) > self.limits.max_script_chars:
+            raise AppError(f"the script has {len(text)} characters; keep it under {self.limits.max_script_chars}")
+        if TASKS[req.task].given == "prefix":
+            raise AppError(f"{req.task} continues a clip window by window: clear the script, or pick another task")
+        try:
+            return Script.parse(text, source="the script")
+        except InputError as e:
+            raise AppError(str(e)) from None
 
     def read_upload(self, req: Request) -> dict:
         """The task's upload read at the model's rate, fps and frame size: {"audio"|"video"|"clip": ...}."""
@@ -230,7 +256,7 @@ class AppCore:
         say(0.0, "reading the upload" if req.task in UPLOAD_OF else "starting")
         inputs = self.read_upload(req)
         say(0.05, "sampling")
-        prompt = (req.prompt or "").strip()
+        prompt = "" if "script" in args else (req.prompt or "").strip()  # a script replaces the prompt
         try:
             clip = self.pipe(prompt, req.task, progress=True, **args, **inputs)
         except MediaError as e:
@@ -256,10 +282,12 @@ class AppCore:
         from avgen.viz import clip_panel
 
         out = self.new_dir()
-        prompt = (req.prompt or "").strip()
+        prompt = args["script"].prompt() if "script" in args else (req.prompt or "").strip()
         slug = re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")[:40] or "clip"
         name = f"{req.task}_{slug}_s{args['seed']}"
         meta = {"prompt": prompt, "seed": str(args["seed"]), "task": req.task, "steps": str(args["steps"])}
+        if "script" in args:
+            meta["script"] = json.dumps(args["script"].to_list())
         meta.update({"model_hash": self.pipe.model_hash, "generator": "avgen-app"})
         shown = clip
         if clip.video.shape[0] == 0:  # t2a: the download is the sound; the player shows its spectrogram scrolling by

@@ -28,7 +28,12 @@ CSS = """
 
 INTRO = """# avgen: video with synchronized sound
 Type a prompt (or click an example), pick a task, press **Generate**. One generation runs at a time; others wait in
-a queue. The mp4 download is H.264 + AAC with the prompt, seed and model hash in its metadata."""
+a queue. The mp4 download is H.264 + AAC with the prompt, seed and model hash in its metadata. A script (who says
+what, and when) replaces the prompt when it is not empty."""
+
+SCRIPT_EXAMPLE = """a kitchen, two people at a table
+0.2-1.1 left: says 'apple seven'
+1.5 a knock"""
 
 
 def run_request(
@@ -67,6 +72,9 @@ def _inputs(core: AppCore) -> dict:
     pipe, lim = core.pipe, core.limits
     with gr.Column(scale=1):
         prompt = gr.Textbox(label="Prompt", lines=2, max_length=lim.max_prompt_chars, elem_id="prompt")
+        script = gr.Textbox(label="Script (optional, replaces the prompt): one line per event, [START[-END]] "
+                            "[SPEAKER:] TEXT in seconds; untimed lines are about the whole clip", lines=3,
+                            max_length=lim.max_script_chars, placeholder=SCRIPT_EXAMPLE, elem_id="script")  # fmt: skip
         task = gr.Radio(
             [(label, key) for key, label in TASK_LABELS.items()], value="t2av", label="Task", elem_id="task"
         )
@@ -101,8 +109,8 @@ def _inputs(core: AppCore) -> dict:
                               label="Guidance: sync (sound follows picture)")  # fmt: skip
         go = gr.Button("Generate", variant="primary", elem_id="generate")
         gr.Examples([[p] for p in example_prompts()], inputs=[prompt], label="Examples (the avworld vocabulary)")
-    return dict(prompt=prompt, task=task, seed=seed, steps=steps, duration=duration, cfg_video=cfg_v, cfg_audio=cfg_a,
-                cfg_sync=cfg_s, audio=audio, video=video, clip=clip, go=go)  # fmt: skip
+    return dict(prompt=prompt, script=script, task=task, seed=seed, steps=steps, duration=duration, cfg_video=cfg_v,
+                cfg_audio=cfg_a, cfg_sync=cfg_s, audio=audio, video=video, clip=clip, go=go)  # fmt: skip
 
 
 def build(core: AppCore) -> gr.Blocks:
@@ -133,15 +141,16 @@ def build(core: AppCore) -> gr.Blocks:
             "audio",
             "video",
             "clip",
+            "script",
         ]
 
         # Gradio finds the Progress by its default and its position: keep the parameters spelled out (not *args)
         def on_generate(
-            prompt, task, seed, steps, duration, cfg_video, cfg_audio, cfg_sync, audio, video, clip, preview,
+            prompt, task, seed, steps, duration, cfg_video, cfg_audio, cfg_sync, audio, video, clip, script, preview,
             progress=gr.Progress(track_tqdm=True),  # noqa: B008 (Gradio's way)
         ):  # fmt: skip
             req = Request(prompt, task, seed, steps, duration, cfg_video, cfg_audio, cfg_sync, audio, video, clip,
-                          preview)  # fmt: skip
+                          preview, script)  # fmt: skip
             return run_request(core, req, progress)
 
         ins["go"].click(

@@ -1,7 +1,9 @@
-"""avgen-generate: prompts (and optional input media) -> mp4s with synchronized sound. Config: avgen/conf/generate/."""
+"""avgen-generate: prompts or a script (and optional input media) -> mp4s with synchronized sound.
+Config: avgen/conf/generate/. A script (script=FILE) says who says what, and when: avgen/script.py."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sys
@@ -17,10 +19,11 @@ from avgen.cli.common import CONFIG_DIR, friendly_errors
 from avgen.errors import InputError, MissingFileError
 from avgen.media import MediaError, read_clip
 from avgen.paths import default_model_dir
+from avgen.script import Script
 from avgen.tasks import TASKS, get_task
 
 EXAMPLE_INPUT = {"audio": "speech.wav", "video": "silent.mp4", "clip": "clip.mp4"}  # by what a task takes
-FREE_TEXT_KEYS = ("prompt", "input", "out", "model", "prompts_file")
+FREE_TEXT_KEYS = ("prompt", "input", "out", "model", "prompts_file", "script")
 
 
 def quote_free_text(argv: list[str]) -> list[str]:
@@ -34,15 +37,32 @@ def quote_free_text(argv: list[str]) -> list[str]:
     return out
 
 
+def read_text_file(key: str, value: str) -> str:
+    """The UTF-8 text of the file that `key`=value names; one clear line when it is missing or not UTF-8."""
+    path = Path(value)
+    if not path.is_file():
+        raise MissingFileError(f"{key}={path} does not exist")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{key}={path} is not UTF-8 text (byte {e.start}): save it as UTF-8") from e
+
+
+def script_of(cfg: DictConfig) -> Script | None:
+    """script=FILE read and parsed (errors name the file and line), or None; refused beside prompt=/prompts_file=."""
+    if not cfg.get("script"):
+        return None
+    if str(cfg.prompt or "").strip() or cfg.prompts_file:
+        raise InputError("script= replaces prompt= and prompts_file=: give only one of them")
+    if get_task(cfg.task).given == "prefix":
+        raise InputError(f"task={cfg.task} continues a clip window by window: script= is for the other tasks")
+    return Script.parse(read_text_file("script", cfg.script), source=str(cfg.script))
+
+
 def prompts_of(cfg: DictConfig) -> list[str]:
     if cfg.prompts_file:
         path = Path(cfg.prompts_file)
-        if not path.is_file():
-            raise MissingFileError(f"prompts_file={path} does not exist")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as e:
-            raise InputError(f"prompts_file={path} is not UTF-8 text (byte {e.start}): save it as UTF-8") from e
+        text = read_text_file("prompts_file", cfg.prompts_file)
         prompts = [line.strip() for line in text.splitlines() if line.strip()]
         if not prompts:
             raise InputError(f"prompts_file={path} has no prompts (one prompt a line)")
@@ -125,8 +145,11 @@ def run(cfg: DictConfig) -> list[Path]:
 
     t0 = time.perf_counter()
     get_task(cfg.task)  # an unknown task stops here, naming the choices
-    prompts = prompts_of(cfg)
+    script = script_of(cfg)
+    prompts = [script.prompt()] if script is not None else prompts_of(cfg)
     check_clip_numbers(cfg)
+    if script is not None and cfg.duration is not None:
+        script.check_duration(float(cfg.duration))  # before loading the model (else the pipeline checks)
     for i, prompt in enumerate(prompts):
         check_writable(output_path(cfg, prompt, i, len(prompts) > 1))
     model = default_model_dir(cfg.model)
@@ -147,9 +170,9 @@ def run(cfg: DictConfig) -> list[Path]:
     for i, prompt in enumerate(prompts):
         t1 = time.perf_counter()
         try:
-            clip = pipe(
-                prompt, cfg.task, seed=int(cfg.seed), duration=cfg.duration, progress=cfg.progress, **inputs, **sampler
-            )
+            text = {"script": script} if script is not None else {"prompt": prompt}
+            clip = pipe(task=cfg.task, seed=int(cfg.seed), duration=cfg.duration, progress=cfg.progress, **text,
+                        **inputs, **sampler)  # fmt: skip
         except MediaError as e:
             raise MediaError(f"input={cfg.input}: {e}" if cfg.input else str(e)) from e
         path = output_path(cfg, prompt, i, len(prompts) > 1)
@@ -160,6 +183,7 @@ def run(cfg: DictConfig) -> list[Path]:
             "model_hash": pipe.model_hash,
             "steps": str(pipe.settings(**sampler).steps),
             "generator": "avgen",
+            **({"script": json.dumps(script.to_list())} if script is not None else {}),
         }
         remove_leftovers(path.parent, target=path.name)  # what a killed earlier run left for this file
         clip.save(path, metadata=meta)

@@ -34,7 +34,8 @@ from avgen.train.validate import Validator
 def _batcher(cfg: DictConfig, fmt: ClipFormat, layout, video_ae, audio_ae, text, device):
     if cfg.latents is None:  # clips rendered or read at the autoencoders' rates and audio channels
         data = instantiate(cfg.data, fps=float(fmt.fps), sample_rate=int(fmt.sample_rate), channels=fmt.channels)
-        return ClipBatcher(data, layout, video_ae, audio_ae, text, device), f"{type(data).__name__} on the fly"
+        batcher = ClipBatcher(data, layout, video_ae, audio_ae, text, device, cfg.get("script_prob", 0.0))
+        return batcher, f"{type(data).__name__} on the fly"
     shards = LatentShards(cfg.latents, video_ae=video_ae, audio_ae=audio_ae)
     if tuple(shards.video.shape[1:]) != layout.video_latent or tuple(shards.audio.shape[1:]) != layout.audio_latent:
         raise InputError(
@@ -43,7 +44,8 @@ def _batcher(cfg: DictConfig, fmt: ClipFormat, layout, video_ae, audio_ae, text,
             f"{layout.audio_latent}: cache latents with the same duration, size and tokens.audio_patch "
             f"(tools/cache_latents.py --duration --size --audio-patch)"
         )
-    return LatentBatcher(shards, layout, video_ae, audio_ae, text, device), f"{len(shards)} cached clips"
+    batcher = LatentBatcher(shards, layout, video_ae, audio_ae, text, device, cfg.get("script_prob", 0.0))
+    return batcher, f"{len(shards)} cached clips"
 
 
 def _init_from(model, directory: str) -> None:

@@ -144,9 +144,9 @@ def _parallel(model, cfg: TrainConfig, info: DistInfo):
 
 
 class StepBatches:
-    """step -> this rank's micro-batches of that step, [(xv, xa, text_states, mask)] * grad_accum: the global batch
-    batch_indices(step, ...), the rank's contiguous slice of it, then batcher(...) per micro-batch. A pure function of
-    the step, so that data-loader workers can make it (see avgen.train.stream)."""
+    """step -> this rank's micro-batches of that step, [(xv, xa, text_states, mask, spans or None)] * grad_accum: the
+    global batch batch_indices(step, ...), the rank's contiguous slice of it, then batcher(indices, step, seed) per
+    micro-batch. A pure function of the step, so that data-loader workers can make it (see avgen.train.stream)."""
 
     def __init__(self, batcher, n_items: int, cfg: TrainConfig, info: DistInfo) -> None:
         self.batcher, self.n_items, self.cfg, self.rank = batcher, n_items, cfg, info.rank
@@ -155,7 +155,8 @@ class StepBatches:
     def __call__(self, step: int) -> list[tuple[torch.Tensor, ...]]:
         lo = self.rank * self.local
         mine = batch_indices(step, self.cfg.batch_size, self.n_items, self.cfg.seed)[lo : lo + self.local]
-        return [self.batcher(mine[a * self.micro : (a + 1) * self.micro]) for a in range(self.cfg.grad_accum)]
+        return [self.batcher(mine[a * self.micro : (a + 1) * self.micro], step=step, seed=self.cfg.seed)
+                for a in range(self.cfg.grad_accum)]  # fmt: skip
 
 
 def _split(cfg: TrainConfig, info: DistInfo) -> tuple[int, int]:
@@ -171,7 +172,7 @@ def _accumulate(net, model, objective, batches: list, layout, cfg: TrainConfig, 
     local, micro = _split(cfg, info)
     sums = {"loss": 0.0, "loss_video": 0.0, "loss_audio": 0.0}
     for a, batch in enumerate(batches):
-        xv, xa, text, mask = (x.to(info.device) for x in batch)
+        xv, xa, text, mask, spans = (None if x is None else x.to(info.device) for x in batch)
         first = info.rank * local + a * micro  # global index of this micro-batch's first sample
         seeds = [(cfg.seed, step, first + j) for j in range(micro)]
         last_micro = a == cfg.grad_accum - 1
@@ -180,7 +181,7 @@ def _accumulate(net, model, objective, batches: list, layout, cfg: TrainConfig, 
             sharding.set_gradient_sync(model, last_micro)
         with sync:  # one no_sync() around forward and backward (a no_sync context cannot be entered twice)
             with autocast_for(info.device):
-                terms = objective(net, xv, xa, text, mask, layout, seeds)
+                terms = objective(net, xv, xa, text, mask, layout, seeds, spans)
             (terms["loss"] * (micro / local)).backward()
         for k in sums:
             sums[k] += float(terms[k].detach()) * micro / local
