@@ -43,7 +43,7 @@ def card_metadata(dit, config: dict, video_ae: Autoencoder, audio_ae: Autoencode
 
 def model_card(directory: str | Path, dit, config: dict, video_ae: Autoencoder, audio_ae: Autoencoder) -> str:
     """README.md's text for the model directory `directory` (its dit/model.safetensors written already)."""
-    from avgen.pipeline import file_hash
+    from avgen.model_dir import file_hash
 
     d = Path(directory)
     meta = card_metadata(dit, config, video_ae, audio_ae, file_hash(d / "dit" / "model.safetensors"))

@@ -21,9 +21,8 @@ Given samples and frames are copied into the output; only the generated spans ar
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -34,9 +33,9 @@ from avgen.autoencoders import Autoencoder, load
 from avgen.data.batch import video_from_model, video_to_model
 from avgen.errors import InputError, MissingFileError
 from avgen.media import AVClip, MediaError, mix_channels
+from avgen.model_dir import export_model, file_hash
 from avgen.models.dit import AVDiT
 from avgen.models.text import encode_text
-from avgen.paths import portable_path
 from avgen.pipeline_args import Noise, SamplerSettings, draw_noise, prompt_list
 from avgen.sampling import Given, guided_velocity, schedule, solve
 from avgen.script import Script
@@ -64,14 +63,6 @@ class Run:
         """Refuse a script line timed past the end of a clip of `seconds`."""
         if self.scripts:
             self.scripts[0].check_duration(seconds)
-
-
-def file_hash(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class AVGenPipeline:
@@ -411,50 +402,3 @@ class AVGenPipeline:
         added = mix_channels(wave[:, clip.audio.shape[1] : want_s], clip.audio.shape[0])
         return AVClip(video=torch.cat([clip.video, frames[n0:want_f]]), audio=torch.cat([clip.audio.float(), added], 1),
                       fps=self.fps, sample_rate=self.sample_rate)  # fmt: skip
-
-
-def model_config(run: dict, clip_format: ClipFormat) -> dict:
-    """What a model directory needs besides the network, from a training run's resolved config (a plain dict):
-    the clip format's free choices, the text encoder, the sampler defaults and a note of the training."""
-    text = {k: v for k, v in run["text_encoder"].items() if k in ("path", "max_tokens")}
-    trainer = run["trainer"]
-    training = {
-        "steps": trainer["steps"],
-        "batch_size": trainer["batch_size"],
-        "latents": portable_path(run["latents"]),
-    }
-    return {**clip_format.to_config(), "text_encoder": text, "sampler": dict(run["sampler"]), "training": training}
-
-
-def export_model(
-    dit: AVDiT,
-    directory: str | Path,
-    config: dict,
-    video_ae: Autoencoder,
-    audio_ae: Autoencoder,
-    half: bool = False,
-    reference: Collection[str] = (),
-    root: str | None = None,
-) -> Path:
-    """Write a model directory that AVGenPipeline.from_pretrained loads: dit/ (safetensors + config.json with the
-    network, clip format, tokens, text encoder and sampler defaults) beside video_ae/ and audio_ae/, and README.md.
-    The AEs are copied, except the parts named in `reference` ("video", "audio"): those get a reference.json to the
-    directory the AE was loaded from, relative to the part's folder or to the environment variable `root`."""
-    from safetensors.torch import save_file
-
-    from avgen._atomic import atomic_path
-    from avgen.autoencoders.reference import check_parts, export_autoencoder
-    from avgen.model_card import write_model_card
-
-    d = Path(directory)
-    (d / "dit").mkdir(parents=True, exist_ok=True)
-    dtype = torch.float16 if half else torch.float32
-    state = {k: v.detach().to(dtype).contiguous().cpu() for k, v in dit.state_dict().items()}
-    with atomic_path(d / "dit" / "model.safetensors") as tmp:
-        save_file(state, str(tmp))
-    with atomic_path(d / "dit" / "config.json") as tmp:
-        tmp.write_text(json.dumps({"dit": dit.config, **config}, indent=2) + "\n")
-    for part, ae in (("video", video_ae), ("audio", audio_ae)):  # each file replaced atomically
-        export_autoencoder(ae, d / f"{part}_ae", reference=part in check_parts(reference), root=root)
-    write_model_card(d, dit, config, video_ae, audio_ae)  # README.md: the Hugging Face model card
-    return d

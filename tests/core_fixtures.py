@@ -45,7 +45,7 @@ def tiny_model_dir(directory, perturb: bool = True, half: bool = True, **sampler
     """A random-weight model directory (tiny AEs, a 1-block DiT) that AVGenPipeline loads in a second. perturb: move
     the weights off adaLN-Zero's zero-velocity start; sampler: overrides of the default sampler settings."""
     from avgen.autoencoders import SeanetAudioAE, VideoVAE
-    from avgen.pipeline import export_model
+    from avgen.model_dir import export_model
 
     torch.manual_seed(0)
     video = VideoVAE(latent_channels=4, width=8, mults=[1, 1, 1], blocks=1, latent_blocks=1)

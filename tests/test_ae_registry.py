@@ -109,8 +109,8 @@ def big(tmp_path):
 
 
 def test_reference_by_relative_path_loads_the_same_weights(big, tmp_path):
+    from avgen.model_dir import export_model
     from avgen.models.dit import AVDiT
-    from avgen.pipeline import export_model
     from tests.core_fixtures import tiny_model_dir
 
     d = tiny_model_dir(tmp_path / "model")

@@ -13,7 +13,8 @@ import yaml
 
 from avgen.errors import InputError
 from avgen.media import AVClip
-from avgen.pipeline import AVGenPipeline, file_hash
+from avgen.model_dir import file_hash
+from avgen.pipeline import AVGenPipeline
 from tests.core_fixtures import tiny_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,8 +14,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from avgen.cli.common import load_autoencoder
+from avgen.model_dir import export_model, model_config
 from avgen.models.dit import build_dit
-from avgen.pipeline import export_model, model_config
 from avgen.tokens import ClipFormat
 from avgen.train.checkpoint import latest_checkpoint, load_checkpoint
 

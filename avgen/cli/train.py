@@ -21,8 +21,9 @@ from avgen.data.avworld.vocab import FAMILIES
 from avgen.data.latents import LatentShards
 from avgen.errors import InputError, MissingFileError
 from avgen.evaluation import probes_from_clips
+from avgen.model_dir import export_model, model_config
 from avgen.models.dit import build_dit
-from avgen.pipeline import AVGenPipeline, export_model, model_config
+from avgen.pipeline import AVGenPipeline
 from avgen.tokens import ClipFormat
 from avgen.train.batches import ClipBatcher, LatentBatcher
 from avgen.train.checkpoint import seed_all

@@ -22,8 +22,9 @@ from pathlib import Path
 import torch
 
 from avgen.autoencoders import load
+from avgen.model_dir import export_model
 from avgen.models.dit import build_dit
-from avgen.pipeline import AVGenPipeline, export_model
+from avgen.pipeline import AVGenPipeline
 from avgen.tokens import ClipFormat
 from tools.benchmarks.common import best_time, memory_row, peak_rss, preset_sync, threads_note
 
