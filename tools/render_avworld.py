@@ -19,9 +19,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=2.0)
     ap.add_argument("--fps", type=int, default=16)
     ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--families", default=None,
+                    help="comma-separated avworld families (default: bounce,talk,blink); the timed ones "
+                         "(dialogue, scripted) print their script")  # fmt: skip
     args = ap.parse_args(argv)
 
-    world = AVWorld(seed=args.seed, duration=args.duration, fps=args.fps, size=args.size)
+    families = args.families.split(",") if args.families else None
+    world = AVWorld(seed=args.seed, duration=args.duration, fps=args.fps, size=args.size, families=families)
     out = Path(args.out)
     for k in range(args.count):
         t0 = time.perf_counter()
@@ -30,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         clip.save(path)
         print(f"{path}  ({time.perf_counter() - t0:.2f} s)  caption: {clip.caption}")
+        for line in clip.meta.get("script", []):  # the timed families' timeline, in avgen.script's form
+            span = (
+                "" if line["start"] is None else f"{line['start']:.2f}" + (f"-{line['end']:.2f}" if line["end"] else "")
+            )
+            who = f"{line['speaker']}: " if line["speaker"] else ""
+            print("    " + " ".join(x for x in (span, who + line["text"]) if x))
     return 0
 
 

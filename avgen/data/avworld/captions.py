@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from avgen.data.avworld.vocab import SOUND_SYNONYMS, SPEAKER
+from avgen.data.avworld.vocab import IMPACT_SYNONYMS, PERSON, SOUND_SYNONYMS, SPEAKER
 
 
 def _pick(rng: np.random.Generator, options):
@@ -61,4 +61,47 @@ def blink_caption(rng: np.random.Generator, a: dict) -> str:
     )
 
 
-CAPTIONS = {"bounce": bounce_caption, "talk": talk_caption, "blink": blink_caption}
+def with_article(word: str) -> str:
+    """The word after its indefinite article: a red, an orange."""
+    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
+
+def _event(rng: np.random.Generator, item: dict, met: set[str], before: dict | None) -> str:
+    """One timed event of a timeline (attributes["timeline"]) in words; `met`: the sides whose speaker was named,
+    `before`: the event before it."""
+    if item["kind"] == "speech":
+        side, person = item["side"], PERSON[item["voice"]]
+        if side in met:
+            who = _pick(rng, (f"the {person}", f"the {person} on the {side}", f"the {side} speaker"))
+        else:
+            who = f"{_pick(rng, SPEAKER[item['voice']])} on the {side}"
+        met.add(side)
+        reply = before is not None and before["kind"] == "speech" and before["side"] != side
+        verb = _pick(rng, ("says", "replies", "answers") if reply else ("says", "speaks the words"))
+        return f"{who} {verb} '{' '.join(item['words'])}'"
+    if item["kind"] == "lamp":
+        beep = _pick(rng, (f"a {item['pitch']} beep", f"a {item['pitch']}-pitched beep", f"a {item['pitch']} tone"))
+        lamp = with_article(item["colour"])
+        return _pick(rng, (f"{lamp} lamp lights with {beep}", f"{lamp} light comes on with {beep}"))
+    knock = _pick(rng, IMPACT_SYNONYMS[item["shape"]])
+    thing = f"{with_article(item['colour'])} {item['shape']}"
+    return _pick(rng, (f"{thing} drops with {knock}", f"{thing} falls onto the shelf with {knock}"))
+
+
+def timeline_caption(rng: np.random.Generator, a: dict) -> str:
+    """Every timed line's content in time order, in one untimed sentence: "a man on the left says 'apple seven',
+    then a woman on the right says 'hello river'"; a clip with no line is described by its scene."""
+    met: set[str] = set()
+    timeline = a["timeline"]
+    parts = [_event(rng, item, met, timeline[k - 1] if k else None) for k, item in enumerate(timeline)]
+    if not parts:
+        return a["scene"]
+    text = parts[0]
+    for part in parts[1:]:
+        text += _pick(rng, (", then ", ", and then ", "; then ", ", after which ")) + part
+    bg = a["background"]
+    return text + _pick(rng, ("", f", on a {bg} background", f", against {bg}"))
+
+
+CAPTIONS = {"bounce": bounce_caption, "talk": talk_caption, "blink": blink_caption, "dialogue": timeline_caption,
+            "scripted": timeline_caption}  # fmt: skip

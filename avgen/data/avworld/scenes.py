@@ -160,7 +160,22 @@ def bounce(rng: np.random.Generator, f: Frame) -> Scene:
 # ------------------------------------------------------------------------------------------
 # talk
 # ------------------------------------------------------------------------------------------
+MOUTH = (0.35, 0.05, 0.08)
 SKIN = ((0.96, 0.80, 0.65), (0.85, 0.64, 0.46), (0.62, 0.43, 0.30), (0.42, 0.28, 0.20))
+
+
+def draw_face(video: np.ndarray, cx: float, cy: float, s: float, skin, opening: np.ndarray, width: np.ndarray) -> None:
+    """A face of unit `s` (head radius 0.36 s) centred at (cx, cy), its mouth following per-frame opening and width
+    (0..1, shape (T,)), painted into video (T, H, W, 3) in place."""
+    t, h, w = video.shape[:3]
+    still = np.tile(np.array([[cx, cy]], np.float32), (t, 1))
+    render.paint(video, render.shape_mask("circle", still, 0.36 * s, h, w), skin)
+    for ex in (-0.13, 0.13):
+        eye = np.tile(np.array([[cx + ex * s, cy - 0.09 * s]], np.float32), (t, 1))
+        render.paint(video, render.shape_mask("circle", eye, 0.045 * s, h, w), (0.1, 0.1, 0.12))
+    half_w = (0.1 + 0.05 * width) * s  # rounded lips are narrow, spread lips wide
+    half_h = (0.012 + 0.115 * opening) * s
+    render.paint(video, render.ellipse_mask(cx, cy + 0.17 * s, half_w, half_h, h, w), MOUTH)
 
 
 def talk(rng: np.random.Generator, f: Frame) -> Scene:
@@ -171,22 +186,13 @@ def talk(rng: np.random.Generator, f: Frame) -> Scene:
     said = speak(rng, f.n, f.sr, voice)
     opening = visemes.per_frame(said.opening, f.t, f.fps)  # (t,) mean over each frame's span
     width = visemes.per_frame(said.width, f.t, f.fps)
-    s, cx, cy = f.scale, f.w / 2, f.h / 2
     skin = SKIN[rng.integers(len(SKIN))]
-    still = np.tile(np.array([[cx, cy]], np.float32), (f.t, 1))
-    render.paint(video, render.shape_mask("circle", still, 0.36 * s, f.h, f.w), skin)
-    for ex in (-0.13, 0.13):
-        eye = np.tile(np.array([[cx + ex * s, cy - 0.09 * s]], np.float32), (f.t, 1))
-        render.paint(video, render.shape_mask("circle", eye, 0.045 * s, f.h, f.w), (0.1, 0.1, 0.12))
-    half_w = (0.1 + 0.05 * width) * s  # rounded lips are narrow, spread lips wide
-    half_h = (0.012 + 0.115 * opening) * s
-    render.paint(video, render.ellipse_mask(cx, cy + 0.17 * s, half_w, half_h, f.h, f.w), (0.35, 0.05, 0.08))
+    draw_face(video, f.w / 2, f.h / 2, f.scale, skin, opening, width)
     audio = np.zeros((f.channels, f.n), np.float32)
     mix_in(audio, said.audio, 0, pan=0.0)
     attrs = {"voice": voice, "pitch": said.speaker["pitch"], "words": said.words, "skin": SKIN.index(skin),
              "background": bg_name, "speaker": said.speaker}  # fmt: skip
-    vowels = [t for name, t in said.phonemes if visemes.viseme_of(name) in ("open", "mid", "round", "spread")
-              and name.strip(visemes.STRESS) not in ("w", "j")]  # fmt: skip
+    vowels = visemes.vowel_onsets(said.phonemes)
     truth = {"phonemes": said.phonemes, "word_times": said.word_times, "mouth_width": width.tolist(),
              "visemes": [(visemes.viseme_of(name), t) for name, t in said.phonemes]}  # fmt: skip
     return Scene(video, audio, attrs, vowels, mouth=opening.tolist(), extra=truth)
@@ -195,6 +201,31 @@ def talk(rng: np.random.Generator, f: Frame) -> Scene:
 # ------------------------------------------------------------------------------------------
 # blink
 # ------------------------------------------------------------------------------------------
+def lit_frames(intervals: list[tuple[float, float]], f: Frame) -> np.ndarray:
+    """(T,) 1 in the frames whose time k / fps lies in one of the [start, end) intervals, else 0."""
+    times = np.arange(f.t) / f.fps
+    lit = np.zeros(f.t, np.float32)
+    for a, b in intervals:
+        lit[(times >= a) & (times < b)] = 1.0
+    return lit
+
+
+def draw_lamp(
+    video: np.ndarray, cx: float, cy: float, radius: float, shape: str, colour, lit: np.ndarray
+) -> np.ndarray:
+    """A lamp, dim at a quarter of `colour` and bright with a halo in the frames where lit (T,) is 1, painted into
+    video (T, H, W, 3) in place; returns its coverage (T, H, W)."""
+    t, h, w = video.shape[:3]
+    col = np.asarray(colour, np.float32)
+    per_frame = (0.25 + 0.75 * lit)[:, None] * col[None, :]
+    centre = np.tile(np.array([[cx, cy]], np.float32), (t, 1))
+    halo = render.shape_mask("circle", centre, 1.7 * radius, h, w) * (0.35 * lit)[:, None, None]
+    render.paint(video, halo, col)
+    lamp = render.shape_mask(shape, centre, radius, h, w)
+    render.paint(video, lamp, per_frame)
+    return lamp
+
+
 def blink(rng: np.random.Generator, f: Frame) -> Scene:
     bg_name, bg, grad = pick_background(rng)
     video = render.background(f.t, f.h, f.w, bg, grad)
@@ -210,17 +241,7 @@ def blink(rng: np.random.Generator, f: Frame) -> Scene:
         dur = rng.uniform(0.12, 0.32)
         intervals.append((t, min(t + dur, f.duration)))
         t += dur + rng.uniform(0.15, 0.55)
-    times = np.arange(f.t) / f.fps
-    lit = np.zeros(f.t, np.float32)
-    for a, b in intervals:
-        lit[(times >= a) & (times < b)] = 1.0
-    col = np.asarray(COLOURS[colour], np.float32)
-    per_frame = (0.25 + 0.75 * lit)[:, None] * col[None, :]
-    centre = np.tile(np.array([[cx, cy]], np.float32), (f.t, 1))
-    halo = render.shape_mask("circle", centre, 1.7 * radius, f.h, f.w) * (0.35 * lit)[:, None, None]
-    render.paint(video, halo, col)
-    lamp = render.shape_mask(shape, centre, radius, f.h, f.w)
-    render.paint(video, lamp, per_frame)
+    lamp = draw_lamp(video, cx, cy, radius, shape, COLOURS[colour], lit_frames(intervals, f))
     audio = np.zeros((f.channels, f.n), np.float32)
     for a, b in intervals:
         mix_in(audio, sounds.beep(b - a, PITCHES[pitch_name], f.sr), round(a * f.sr), pan=float(2 * cx / f.w - 1))

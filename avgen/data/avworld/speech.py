@@ -8,6 +8,7 @@ on "hello river apple seven", measured once), so "a man with a deep voice" stays
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from math import gcd
 
@@ -47,7 +48,8 @@ def espeak_pitch(variant_f0: tuple[float, ...], hz: float) -> int:
     return int(round(np.interp(hz, variant_f0, CALIBRATION_PARAMS)))
 
 
-def _speaker(rng: np.random.Generator, voice: str) -> dict:
+def draw_speaker(rng: np.random.Generator, voice: str) -> dict:
+    """A speaker of `voice` ("low" or "high"): eSpeak variant, accent, pitch (Hz and eSpeak's), rate, range."""
     variants = VARIANTS[voice]
     variant = sorted(variants)[int(rng.integers(len(variants)))]
     lo, hi = VOICES[voice]
@@ -59,7 +61,7 @@ def _speaker(rng: np.random.Generator, voice: str) -> dict:
 
 def speak(rng: np.random.Generator, n: int, sr: int, voice: str) -> Utterance:
     """Up to MAX_WORDS words of the vocabulary, spoken so they end before the clip does (n samples at sr)."""
-    spk = _speaker(rng, voice)
+    spk = draw_speaker(rng, voice)
     start = float(rng.uniform(0.05, 0.35))
     seed = int(rng.integers(2**31))
     words = [WORDS[int(i)] for i in rng.integers(len(WORDS), size=MAX_WORDS)]
@@ -69,8 +71,7 @@ def speak(rng: np.random.Generator, n: int, sr: int, voice: str) -> Utterance:
     for k in range(most, 0, -1):  # up to `most` words, as many as fit
         text = " ".join(w + (f' <break time="{pauses[i]}ms"/>' if pauses[i] and i < k - 1 else "")
                         for i, w in enumerate(words[:k]))  # fmt: skip
-        voice_name = f"{spk['accent']}+{spk['variant']}"
-        s = synthesize(text, voice_name, spk["rate"], spk["espeak_pitch"], spk["range"], seed)
+        s = _synthesize(text, spk, seed)
         end = s.words[-1][1] if s.words else len(s.audio)
         if end / s.sample_rate <= room or k == 1:
             break
@@ -91,3 +92,27 @@ def _place(s, words: list[str], start: float, n: int, sr: int, spk: dict) -> Utt
     at = [(name, round(t * sr)) for name, t in [("_", 0.0), *phonemes]]  # rest before the first phoneme
     opening, width = visemes.mouth_tracks(at, n, sr, loud)
     return Utterance(audio, words, word_times, phonemes, opening, width, spk)
+
+
+def _synthesize(text: str, spk: dict, seed: int):
+    return synthesize(text, f"{spk['accent']}+{spk['variant']}", spk["rate"], spk["espeak_pitch"], spk["range"], seed)
+
+
+def say(words: list[str], spk: dict, seed: int, sr: int, pauses_ms: Sequence[int] = ()) -> Utterance:
+    """`words` spoken on their own by speaker `spk` (from `draw_speaker`), `pauses_ms[i]` of silence after word i:
+    an utterance that starts at 0 s and lasts as long as the synthesizer's output (its own silences included), its
+    mouth tracks driven by its own loudness (the timed scenes place it in a clip with `voiced_span`)."""
+    pauses = [*pauses_ms[: len(words) - 1], *[0] * len(words)][: len(words)]
+    text = " ".join(w + (f' <break time="{int(p)}ms"/>' if p and i < len(words) - 1 else "")
+                    for i, (w, p) in enumerate(zip(words, pauses, strict=True)))  # fmt: skip
+    s = _synthesize(text, spk, seed)
+    g = gcd(sr, s.sample_rate)
+    n = -(-len(s.audio) * (sr // g) // (s.sample_rate // g))  # resample_poly's output length
+    return _place(s, list(words), 0.0, n, sr, spk)
+
+
+def voiced_span(audio: np.ndarray, rel: float = 0.01) -> tuple[int, int]:
+    """(first, last + 1) sample of a voice whose magnitude reaches `rel` of its peak; (0, 0) for silence."""
+    peak = float(np.abs(audio).max()) if len(audio) else 0.0
+    loud = np.flatnonzero(np.abs(audio) >= rel * peak) if peak > 0 else np.array([], int)
+    return (int(loud[0]), int(loud[-1]) + 1) if len(loud) else (0, 0)

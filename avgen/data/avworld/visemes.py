@@ -97,3 +97,10 @@ def per_frame(track: np.ndarray, frames: int, fps: float, rate: int = 1000) -> n
     edges = np.clip(np.round((np.arange(frames + 1) - 0.5) / fps * rate).astype(int), 0, len(track))
     csum = np.concatenate([[0.0], np.cumsum(track, dtype=np.float64)])
     return ((csum[edges[1:]] - csum[edges[:-1]]) / np.maximum(edges[1:] - edges[:-1], 1)).astype(np.float32)
+
+
+def vowel_onsets(phonemes: list[tuple[str, float]]) -> list[float]:
+    """Start times of the vowels (open, mid, round or spread visemes, but not the glides w and j) of (phoneme, start s)
+    events: a talking head's visible events."""
+    return [t for name, t in phonemes if viseme_of(name) in ("open", "mid", "round", "spread")
+            and name.strip(STRESS) not in ("w", "j")]  # fmt: skip

@@ -45,3 +45,16 @@ WORDS = ("hello", "river", "sunny", "table", "kitten", "apple", "moon", "seven",
 # Lamp beeps: name -> tone in Hz
 PITCHES = {"low": 330.0, "middle": 660.0, "high": 1320.0}
 LAMP_SHAPES = ("circle", "square")
+
+# Families with timelines (avgen/data/avworld/timelines.py): each clip's meta["script"] says who says what, and when.
+# Drawn only when asked for (AVWorld(families=...)): FAMILIES, the default, stays as it was.
+TIMED_FAMILIES = ("dialogue", "scripted")
+SIDES = ("left", "right")
+PERSON = {"low": "man", "high": "woman"}  # voice -> the noun the script uses
+# shape -> one impact, as a timed line names it
+IMPACT_SOUND = {"circle": "a wooden knock", "square": "a metallic clang", "triangle": "a glassy ping"}
+IMPACT_SYNONYMS = {
+    "circle": ("a wooden knock", "a hollow knock", "a dull knock"),
+    "square": ("a metallic clang", "a ringing clang", "a clang of metal"),
+    "triangle": ("a glassy ping", "a bright ping", "a high ping"),
+}

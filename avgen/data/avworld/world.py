@@ -8,12 +8,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from avgen.data.avworld import scenes, timelines
 from avgen.data.avworld.captions import CAPTIONS
 from avgen.data.avworld.render import to_uint8
-from avgen.data.avworld.scenes import FAMILY_FNS, Frame
+from avgen.data.avworld.scenes import Frame
 from avgen.data.avworld.vocab import FAMILIES
 from avgen.errors import InputError
 from avgen.media import AVClip
+
+# family -> scene function; the families with timelines (dialogue, scripted) only when asked for
+FAMILY_FNS = {**scenes.FAMILY_FNS, **timelines.FAMILY_FNS}
 
 # what the clips of a (seed, index) are: bumped whenever a change alters them (latent caches record it and refuse
 # another version). 1: formant syllables; 2: eSpeak NG speech with phoneme-driven mouths (opening and width).
@@ -24,7 +28,9 @@ class AVWorld(Dataset):
     """Clips where the sound is caused by what is seen; `world[i]` is a pure function of (seed, i).
 
     Each clip has `meta` = {family, attributes, events (s), seed, index, world_version}; talking heads add mouth and
-    mouth_width (per frame), phonemes, visemes and word_times. `meta` is ground truth: metrics never read it.
+    mouth_width (per frame), phonemes, visemes and word_times; the families with timelines (dialogue, scripted; only
+    drawn when named in `families`) add script, lines, regions, mouths and mouth_widths (avworld/timelines.py).
+    `meta` is ground truth: metrics never read it.
     """
 
     def __init__(
@@ -42,7 +48,7 @@ class AVWorld(Dataset):
         families = tuple(families) if families else FAMILIES
         unknown = [f for f in families if f not in FAMILY_FNS]
         if unknown:
-            raise InputError(f"unknown avworld families {unknown}; choose from {list(FAMILIES)}")
+            raise InputError(f"unknown avworld families {unknown}; choose from {list(FAMILY_FNS)}")
         if channels not in (1, 2):
             raise InputError(f"avworld channels must be 1 or 2, got {channels}")
         if duration <= 0 or fps <= 0 or sample_rate <= 0 or h < 8 or w < 8:
@@ -65,9 +71,10 @@ class AVWorld(Dataset):
 
     def object_masks(self, index: int) -> list[tuple[dict, np.ndarray]]:
         """For evaluation only: (attributes, visible coverage (T, H, W) in [0, 1]) of each bouncing object, or of
-        the lamp; none for talking heads. Metrics of generated clips never see these."""
+        the lamp (scripted: the lamp and the dropping object, as present); none for talking heads. Metrics of
+        generated clips never see these."""
         scene, _, family = self._scene(index)
-        attrs = scene.attributes["objects"] if family == "bounce" else [scene.attributes] if family == "blink" else []
+        attrs = scene.attributes.get("objects", [scene.attributes] if family == "blink" else [])
         return list(zip(attrs, scene.masks, strict=True))
 
     def _scene(self, index: int):
@@ -88,7 +95,8 @@ class AVWorld(Dataset):
                 "seed": self.seed, "index": int(index), "world_version": WORLD_VERSION}  # fmt: skip
         if scene.mouth is not None:
             meta["mouth"] = scene.mouth
-        meta.update(scene.extra)  # ground truth for evaluation only (talk: phonemes, visemes, word times)
+        meta.update(scene.extra)  # ground truth for evaluation only (talk: phonemes, visemes, word times; timed
+        # families: script, lines, regions, mouths)
         return AVClip(
             video=torch.from_numpy(to_uint8(scene.video)),
             audio=torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)),
