@@ -4,6 +4,8 @@
   impacts, beeps and voices in the sound (tools/eval_ae.py and the AE trainer's validation pass).
 - The dependence probe's clips, with their families and event times (tools/evaluate.py and the DiT trainer's
   validation pass; the probe itself is avgen.metrics.dependence).
+- Script control of the timed families (dialogue, scripted): clips made from real clips' scripts, scored against
+  them (`script_rows`; the metrics are avgen.metrics.script, which read the script as input, not meta).
 
 The detectors read decoded frames and samples only; object masks, contact times and the caption's attributes are the
 ground truth they are scored against.
@@ -138,6 +140,37 @@ def speech_rows(reals: list[AVClip], sets: dict[str, list[AVClip]]) -> dict[str,
             for name, clips in sets.items()}  # fmt: skip
 
 
+def script_rows(reals: list[AVClip], sets: dict[str, list[AVClip]]) -> dict:
+    """Script control (avgen.metrics.script) of timed avworld clips (dialogue, scripted). `sets`: clips made from
+    the real clips' scripts (clip i from real clip i's meta["script"], the input), each scored against that script;
+    beside them the real clips, and the real clips against another clip's script (chance: the next clip of the same
+    family, cyclically; of any family for a family of one). Returns {"clips", "counts" (lines, mouths, events scored
+    per clip set), "columns": {set: {row: value}}}, the rows of avgen.metrics.script.ROWS plus generated / real ratios
+    of mouth_sync and WER."""
+    from avgen.metrics.script import counts, score_script, summarise
+
+    scripts, families = [c.meta["script"] for c in reals], [c.meta["family"] for c in reals]
+    other = [_next_of(families, i) for i in range(len(reals))]
+    jobs = {**{name: [(c, i) for i, c in enumerate(clips)] for name, clips in sets.items()},
+            "real": [(c, i) for i, c in enumerate(reals)],
+            "real vs another clip's script": [(c, other[i]) for i, c in enumerate(reals)]}  # fmt: skip
+    scores = {name: [score_script(dataclasses.replace(c, meta={}), scripts[i], families[i]) for c, i in job]
+              for name, job in jobs.items()}  # fmt: skip
+    columns = {name: summarise(s) for name, s in scores.items()}
+    for row in ("mouth_sync in span", "per-line WER"):
+        for col in columns.values():
+            col[f"{row} ÷ real"] = col[row] / columns["real"][row] if columns["real"][row] else float("nan")
+    return {"clips": len(reals), "families": {f: families.count(f) for f in sorted(set(families))},
+            "counts": counts(scores["real"]), "columns": columns}  # fmt: skip
+
+
+def _next_of(families: list[str], i: int) -> int:
+    """The next clip after i (cyclically) of i's family; of any family when i's family has no other clip."""
+    n = len(families)
+    same = [j for j in range(i + 1, i + n) if families[j % n] == families[i]]
+    return (same[0] if same else i + 1) % n
+
+
 def _mean(values) -> float:
     """Mean of the finite values; nan when there are none."""
     a = np.asarray(values, float)
@@ -146,7 +179,7 @@ def _mean(values) -> float:
 
 def _attributes(clips, trips, names) -> dict[str, float]:
     """Per attribute in `names`, the share of (avworld) clips whose round trip reads back their caption's value."""
-    keep = [i for i, c in enumerate(clips) if "family" in c.meta]
+    keep = [i for i, c in enumerate(clips) if "family" in c.meta and attributes_from_meta(c.meta)]  # none: timed
     if not keep:
         return {}
     truths = [attributes_from_meta(clips[i].meta) for i in keep]

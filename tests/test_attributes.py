@@ -172,7 +172,7 @@ def test_evaluate_end_to_end(tiny_model, tmp_path):
     from tools.evaluate import main
 
     args = ["--model", str(tiny_model), "--count", "4", "--novel", "2", "--task-count", "2", "--steps", "1",
-            "--latents", "", "--out", str(tmp_path)]  # fmt: skip
+            "--scripts", "2", "--latents", "", "--out", str(tmp_path)]  # fmt: skip
     assert main(args) == 0
     for name in ("eval.md", "eval.json", "bars.png", "samples.png"):
         assert (tmp_path / name).stat().st_size > 0
@@ -181,3 +181,10 @@ def test_evaluate_end_to_end(tiny_model, tmp_path):
     assert res["t2av"]["sync"]["real"]["AV-Align"] > res["t2av"]["sync"]["audio-shuffled"]["AV-Align"]
     assert res["v2a"]["real"]["contacts that got an onset (share)"] >= 0.9
     assert "| attribute accuracy |" in (tmp_path / "eval.md").read_text()
+    scripts = res["scripts"]  # one dialogue and one scripted clip: the model given their scripts, untimed, real
+    assert scripts["clips"] == 2 and scripts["families"] == {"dialogue": 1, "scripted": 1}
+    assert list(scripts["columns"]) == ["scripted", "untimed prompt", "real", "real vs another clip's script"]
+    real = scripts["columns"]["real"]
+    assert real["speech energy in its span"] >= 0.9 and real["speaker's mouth moves (dialogue)"] >= 0.9
+    assert real["events on time (all)"] == 1.0 and "scripts" in res["timing"]
+    assert "## Scripts" in (tmp_path / "eval.md").read_text()

@@ -64,8 +64,29 @@ def markdown(res: dict) -> str:
                             r.get("gap_at_noise")] for fam, dirs in dep.items() for d, r in dirs.items()])  # fmt: skip
     lines += ["", f"Generation real-time factor (t2av, s per clip second): {t2av['real-time factor']:.3f}; "
               f"sync guidance {cfg['cfg_sync']:g}.", ""]  # fmt: skip
+    lines += _scripts(res["scripts"]) if "scripts" in res else []
     lines += ["", "## Time (s)", "", *(f"- {k}: {v:.1f}" for k, v in res["timing"].items()), ""]
     return "\n".join(lines)
+
+
+def _scripts(sc: dict) -> list[str]:
+    """The Scripts section: ROWS (avgen.metrics.script) per clip set, with their targets and definitions."""
+    from avgen.metrics.script import ROWS
+
+    cols = list(sc["columns"])
+    families = ", ".join(f"{n} {f}" for f, n in sc["families"].items())
+    count = ", ".join(f"{k}: {v}" for k, v in sc["counts"].items())
+    lines = ["", f"## Scripts (timed lines; {sc['clips']} held-out clips: {families}; {count})", ""]
+    rows = [[row, ROWS[row][0], *(sc["columns"][c][row] for c in cols)] for row in ROWS]
+    ratios = ("mouth_sync in span ÷ real", "per-line WER ÷ real")
+    rows += [[r, "", *(sc["columns"][c][r] for c in cols)] for r in ratios]
+    lines += _table(["metric", "target", *cols], rows) + [""]
+    lines += [
+        "`scripted`: the model given the clip's script; `untimed prompt`: the same lines as one plain prompt; "
+        "`real vs another clip's script`: the real clip scored against the next clip's script (chance).",
+        "",
+    ]
+    return lines + [f"- {row}: {definition}." for row, (_, definition) in ROWS.items()] + [""]
 
 
 def bar_chart(groups: list[tuple[str, dict[str, float]]], path: Path) -> None:

@@ -9,7 +9,8 @@ the avworld never makes (a triangle that knocks like wood, a triangle lamp, unse
 checks both against the training captions. Every number stands beside the same metric on real clips, on real clips
 through the autoencoders (the best a generator can do with them) and on audio-shuffled real clips (audio of another
 clip of the same family: right kind of sound, wrong timing). Attribute detectors (avgen.metrics.attributes) read pixels
-and samples only; ground truth comes from the captions' attributes.
+and samples only; ground truth comes from the captions' attributes. --scripts N: script control (avgen.metrics.script)
+on N held-out dialogue/scripted clips, the model given each clip's script vs the same lines as one untimed prompt.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch
 
 from avgen.autoencoders import Autoencoder
 from avgen.data import AVWorld, collate_clips, video_from_model
-from avgen.data.avworld.vocab import SHAPE_SOUNDS
+from avgen.data.avworld.vocab import SHAPE_SOUNDS, TIMED_FAMILIES
 from avgen.evaluation import speech_rows
 from avgen.media import AVClip, MediaError, read_clip
 from avgen.metrics import av_align, detect_onsets, mouth_sync
@@ -73,6 +74,8 @@ def _talk(voice: str, words: tuple[str, ...]) -> tuple[dict, tuple]:
 def combination(meta: dict) -> tuple:
     """The combination key of an avworld clip's ground truth, as the NOVEL entries give it."""
     a = meta["attributes"]
+    if meta["family"] in TIMED_FAMILIES:  # scripts: no NOVEL entry to compare with
+        return (meta["family"],)
     if meta["family"] == "bounce":
         objects = [(o["size"], o["colour"], o["shape"]) for o in a["objects"]]
         return _bounce(objects, [SHAPE_SOUNDS[o["shape"]] for o in a["objects"]])[1]
@@ -185,7 +188,7 @@ def text_to_av(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict, lis
     world, aes = held_out(pipe), (pipe.video_ae, pipe.audio_ae)
     reals = [world[i] for i in range(args.count)]
     truths = [attributes_from_meta(c.meta) for c in reals]
-    fams = [t["family"] for t in truths]
+    fams = [c.meta["family"] for c in reals]
     t0 = time.perf_counter()
     gens = [pipe(c.caption, seed=args.seed + i, **args.sampler) for i, c in enumerate(reals)]
     rtf = (time.perf_counter() - t0) / sum(c.duration for c in gens)
@@ -301,6 +304,21 @@ def cross_modal(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict, li
     return probe(pipe.dit, probes, layout), []
 
 
+def scripts(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict, list[AVClip]]:
+    """Script control (avgen.evaluation.script_rows) on args.scripts held-out timed clips: the model given each
+    clip's script, and given it as one plain prompt (Script.prompt(): the untimed baseline), with the same seeds."""
+    from avgen.evaluation import script_rows
+    from avgen.script import Script
+
+    world = AVWorld(HELD_OUT_SEED, duration=pipe.duration, fps=pipe.fps, size=pipe.size,
+                    sample_rate=pipe.sample_rate, families=TIMED_FAMILIES)  # fmt: skip
+    reals = [world[i] for i in range(args.scripts)]
+    lines = [Script.coerce(c.meta["script"]) for c in reals]
+    timed = [pipe(script=s, seed=args.seed + i, **args.sampler) for i, s in enumerate(lines)]
+    untimed = [pipe(s.prompt(), seed=args.seed + i, **args.sampler) for i, s in enumerate(lines)]
+    return script_rows(reals, {"scripted": timed, "untimed prompt": untimed}), timed[:1]
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # the report
 # ----------------------------------------------------------------------------------------------------------------------
@@ -313,14 +331,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
     ap.add_argument("--cfg-sync", type=float, default=None, help="sync guidance (default: the model's)")
     ap.add_argument("--probe-clips", type=int, default=16, help="held-out clips per family for the dependence probe")
+    ap.add_argument("--scripts", type=int, default=20, help="held-out dialogue/scripted clips for script control "
+                    "(0 skips)")  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--v2a-prompt", choices=("caption", "empty"), default="caption")
     ap.add_argument("--latents", default=None, help="training latent shards, to check held-out-ness")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default="outputs/eval")
     args = ap.parse_args(argv)
-    if args.count < 2:
-        ap.error("--count must be at least 2")
+    if args.count < 2 or args.scripts == 1 or args.scripts < 0:
+        ap.error("--count must be at least 2, --scripts 0 or at least 2")
     args.task_count = args.task_count or max(2, args.count // 2)
     args.sampler = {k: v for k, v in (("steps", args.steps), ("cfg_sync", args.cfg_sync)) if v is not None}
     try:
@@ -334,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     res = {"overlap": training_overlap(args.latents, [held_out(pipe)[i].caption for i in range(args.count)])}
     timing, shown = {}, []
     sections = (("dependence", cross_modal), ("t2av", text_to_av), ("a2v", audio_to_video), ("v2a", video_to_audio))
+    sections += (("scripts", scripts),) if args.scripts > 0 else ()
     for name, section in sections:
         t = time.time()
         res[name], clips = section(pipe, args)
