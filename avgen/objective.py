@@ -98,7 +98,7 @@ class FlowObjective:
         return Draws(torch.stack(tv), torch.stack(ta), torch.stack(ev), torch.stack(ea), tasks,
                      torch.tensor(drop), torch.tensor(cont), torch.tensor(dropped))  # fmt: skip
 
-    def __call__(self, model, x0_video, x0_audio, text, text_mask, layout, seeds,
+    def __call__(self, model, x0_video, x0_audio, text, text_mask, layout, seeds, *,
                  text_spans: torch.Tensor | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
         """x0_video (b, lv, pv), x0_audio (b, la, pa): clean tokens; seeds: (seed, step, index) per sample;
         text_spans (b, s, 2): the text tokens' time spans for scripts (None: untimed captions)."""

@@ -117,7 +117,7 @@ def test_sigkill_then_rerun_continues_bit_for_bit(data, tmp_path):
 
 def test_nan_guard_names_the_step_and_keeps_the_last_good_checkpoint(data, tmp_path):
     poison = ("import torch, avgen.objective as O; call = O.FlowObjective.__call__\n"
-              "def bad(self, *a):\n    out = call(self, *a)\n"
+              "def bad(self, *a, **k):\n    out = call(self, *a, **k)\n"
               "    if a[-1][0][1] == 3: out['loss'] = out['loss'] * float('nan')\n    return out\n"
               "O.FlowObjective.__call__ = bad\nfrom avgen.cli.train import main\nmain()")  # fmt: skip
     done = train(data, tmp_path / "nan", "trainer.steps=6", "trainer.ckpt_every=2",

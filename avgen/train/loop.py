@@ -181,7 +181,7 @@ def _accumulate(net, model, objective, batches: list, layout, cfg: TrainConfig, 
             sharding.set_gradient_sync(model, last_micro)
         with sync:  # one no_sync() around forward and backward (a no_sync context cannot be entered twice)
             with autocast_for(info.device):
-                terms = objective(net, xv, xa, text, mask, layout, seeds, spans)
+                terms = objective(net, xv, xa, text, mask, layout, seeds, text_spans=spans)
             (terms["loss"] * (micro / local)).backward()
         for k in sums:
             sums[k] += float(terms[k].detach()) * micro / local
