@@ -66,7 +66,8 @@ class LatentBatcher:
         zv = torch.stack([self.shards.video[i] for i in indices])  # (b, c, t, h, w)
         za = torch.stack([self.shards.audio[i] for i in indices])  # (b, c, n)
         captions = [self.shards.captions[i] for i in indices]
-        metas = [self.shards.metas[i] for i in indices] if self.script_prob else [{}] * len(indices)
+        # a clip's meta is read (JSON from its shard's header) only when the draw says it is read as its script
+        metas = [self.shards.metas[i] if uses_script(self.script_prob, seed, step, i) else {} for i in indices]
         return self._tokens(zv, za, self.texts(captions, metas, indices, step, seed))
 
     def texts(self, captions: list[str], metas: list[dict], indices: list[int], step: int,
