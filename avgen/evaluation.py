@@ -24,7 +24,7 @@ from avgen.media import AVClip
 from avgen.metrics.attributes import accuracy, attributes_from_meta, read_attributes
 from avgen.metrics.contacts import video_contacts
 from avgen.metrics.onsets import detect_onsets, match_events
-from avgen.metrics.recon import band_energy_kept, object_fidelity, psnr, si_sdr, ssim
+from avgen.metrics.recon import bands_energy_kept, object_fidelity, psnr, si_sdr, ssim
 
 VANISHED = 0.25  # an object keeping under a quarter of its contrast has melted into the background
 
@@ -77,18 +77,21 @@ def video_report(clips: list[AVClip], decoded: list[torch.Tensor], masks: list[l
     return out
 
 
-def audio_report(clips: list[AVClip], decoded: list[torch.Tensor], frame: float) -> dict[str, float]:
+def audio_report(clips: list[AVClip], decoded: list[torch.Tensor], frame: float,
+                 real_speech: dict | None = None) -> dict[str, float]:  # fmt: skip
     """Log-mel L1, SI-SDR and the energy kept below and above 1 kHz, onsets against the true contacts (within a
     frame), and what the detectors hear back: per impact timbre (single-shape bounce clips), per beep pitch, the
-    voice, and the words (speech WER of the real talk clips and of their round trip)."""
+    voice, and the words (speech WER of the real talk clips and of their round trip). real_speech: the real clips'
+    speech_rows(clips, {"real": clips}), when the caller already has it (the same clips at every validation)."""
     from avgen.autoencoders.losses import log_mel_l1
 
     rows: dict[str, list] = defaultdict(list)
     for clip, dec in zip(clips, decoded, strict=True):
         rows["audio log-mel L1"].append(float(log_mel_l1(clip.audio[None], dec[None], clip.sample_rate)))
         rows["audio SI-SDR (dB)"].append(si_sdr(clip.audio, dec))
-        rows["audio energy kept < 1 kHz (dB)"].append(band_energy_kept(clip.audio, dec, clip.sample_rate, 0, 1000))
-        rows["audio energy kept > 1 kHz (dB)"].append(band_energy_kept(clip.audio, dec, clip.sample_rate, 1000))
+        below, above = bands_energy_kept(clip.audio, dec, clip.sample_rate, [(0, 1000), (1000, None)])
+        rows["audio energy kept < 1 kHz (dB)"].append(below)
+        rows["audio energy kept > 1 kHz (dB)"].append(above)
         if clip.meta.get("family") == "bounce":
             p, r = match_events(detect_onsets(dec, clip.sample_rate), clip.meta["events"], frame)
             rows["onsets at a contact (precision)"].append(p)
@@ -97,7 +100,8 @@ def audio_report(clips: list[AVClip], decoded: list[torch.Tensor], frame: float)
     with_audio = [dataclasses.replace(c, audio=d, meta={}) for c, d in zip(clips, decoded, strict=True)]
     out |= _attributes(clips, with_audio, ("sound", "pitch", "voice"))
     out |= _per_class(clips, with_audio)
-    for name, row in speech_rows(clips, {"real": clips, "round trip": with_audio}).items():
+    real = real_speech if real_speech is not None else speech_rows(clips, {"real": clips})
+    for name, row in (real | speech_rows(clips, {"round trip": with_audio})).items():
         out[f"speech WER, {name} (talk clips)"] = row["WER"]
     return out
 

@@ -52,7 +52,9 @@ def test_round_trip_reports_of_a_perfect_autoencoder_keep_everything():
     assert video["contacts seen again (video detector)"] == 1.0
     audio = audio_report(clips, [c.audio for c in clips], FRAME)
     assert audio["audio log-mel L1"] == 0.0 and audio["sound kept"] == 1.0
-    silent = audio_report(clips, [0 * c.audio for c in clips], FRAME)
+    given = {"real": {"WER": 0.25}}  # the real clips' speech rows, measured once by the caller (AERoundTrip)
+    silent = audio_report(clips, [0 * c.audio for c in clips], FRAME, real_speech=given)
+    assert silent["speech WER, real (talk clips)"] == 0.25 and silent["speech WER, round trip (talk clips)"] > 0.9
     assert silent["contacts with an onset (recall)"] == 0.0 and silent["audio log-mel L1"] > 1.0
     assert audio["audio energy kept > 1 kHz (dB)"] == 0.0 and audio["audio energy kept < 1 kHz (dB)"] == 0.0
     assert audio["speech WER, round trip (talk clips)"] == audio["speech WER, real (talk clips)"] < 0.5  # 4 talk clips

@@ -45,11 +45,20 @@ def band_energy_kept(reference: torch.Tensor, estimate: torch.Tensor, sr: int, l
     """Energy of the estimate over the reference's between `low` and `high` Hz (default: Nyquist), in dB, from
     mono-mixed spectra (C, N): 0 when the band is kept, -20 when it is 10x quieter (a low-pass round trip erases
     pings and the formants of speech above ~1 kHz); nan when the band holds under 1e-9 of the reference's energy."""
+    return bands_energy_kept(reference, estimate, sr, [(low, high)])[0]
+
+
+def bands_energy_kept(reference: torch.Tensor, estimate: torch.Tensor, sr: int,
+                      bands: list[tuple[float, float | None]]) -> list[float]:  # fmt: skip
+    """band_energy_kept for several (low, high) bands from one pair of spectra."""
     r, e = (torch.fft.rfft(x.double().mean(0)).abs().pow(2) for x in (reference, estimate))
     f = torch.fft.rfftfreq(reference.shape[-1], 1 / sr)
-    band = (f >= low) & (f < (high or sr / 2 + 1))
-    ref, est = float(r[band].sum()), float(e[band].sum())
-    return float("nan") if ref <= 1e-9 * float(r.sum()) else 10 * float(np.log10(max(est, 1e-12) / ref))
+    total, out = float(r.sum()), []
+    for low, high in bands:
+        band = (f >= low) & (f < (high or sr / 2 + 1))
+        ref, est = float(r[band].sum()), float(e[band].sum())
+        out.append(float("nan") if ref <= 1e-9 * total else 10 * float(np.log10(max(est, 1e-12) / ref)))
+    return out
 
 
 def onset_recall(reference: torch.Tensor, estimate: torch.Tensor, sr: int, tolerance: float = 0.010) -> float:

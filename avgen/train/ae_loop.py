@@ -217,6 +217,7 @@ class AERoundTrip:
 
     def __init__(self, clips, masks, frame: float) -> None:
         self.clips, self.masks, self.frame = clips, masks, frame
+        self.real_speech: dict | None = None  # the real clips' speech WER: the same at every validation
 
     def __call__(self, ae: Autoencoder, step: int) -> dict[str, float]:
         from avgen import evaluation
@@ -228,7 +229,10 @@ class AERoundTrip:
                 report = evaluation.video_report(self.clips, evaluation.decode_video(self.clips, ae), self.masks,
                                                  self.frame)  # fmt: skip
             else:
-                report = evaluation.audio_report(self.clips, evaluation.decode_audio(self.clips, ae), self.frame)
+                if self.real_speech is None:
+                    self.real_speech = evaluation.speech_rows(self.clips, {"real": self.clips})
+                report = evaluation.audio_report(self.clips, evaluation.decode_audio(self.clips, ae), self.frame,
+                                                 self.real_speech)  # fmt: skip
         finally:
             torch.set_rng_state(rng)
             ae.train(was)
