@@ -181,6 +181,7 @@ def test_evaluate_end_to_end(tiny_model, tmp_path):
     assert res["t2av"]["sync"]["real"]["AV-Align"] > res["t2av"]["sync"]["audio-shuffled"]["AV-Align"]
     assert res["v2a"]["real"]["contacts that got an onset (share)"] >= 0.9
     assert "| attribute accuracy |" in (tmp_path / "eval.md").read_text()
+    assert res["config"]["held_out_seed"] == 777 and "scenes (seed 777)" in (tmp_path / "eval.md").read_text()
     scripts = res["scripts"]  # one dialogue and one scripted clip: the model given their scripts, untimed, real
     assert scripts["clips"] == 2 and scripts["families"] == {"dialogue": 1, "scripted": 1}
     assert list(scripts["columns"]) == ["scripted", "untimed prompt", "real", "real vs another clip's script"]
@@ -188,3 +189,14 @@ def test_evaluate_end_to_end(tiny_model, tmp_path):
     assert real["speech energy in its span"] >= 0.9 and real["speaker's mouth moves (dialogue)"] >= 0.9
     assert real["events on time (all)"] == 1.0 and "scripts" in res["timing"]
     assert "## Scripts" in (tmp_path / "eval.md").read_text()
+
+
+def test_a_selection_evaluates_other_scenes():
+    from types import SimpleNamespace
+
+    from tools.evaluate import held_out
+
+    pipe = SimpleNamespace(fps=16, size=(64, 64), sample_rate=16000)
+    pick, report = (held_out(pipe, SimpleNamespace(world_seed=s), ["bounce"]) for s in (778, 777))
+    assert [pick[i].caption for i in range(3)] == [AVWorld(778, families=["bounce"])[i].caption for i in range(3)]
+    assert [pick[i].caption for i in range(3)] != [report[i].caption for i in range(3)]

@@ -4,13 +4,14 @@
     OMP_NUM_THREADS=1 python tools/evaluate.py --model runs/export_latest --count 32 --steps 16 \
         --out outputs/eval            # writes eval.md, eval.json, bars.png, samples.png there
 
-Held out: avworld scenes from seed 777 (training used seed 0) and hand-written captions with attribute combinations
-the avworld never makes (a triangle that knocks like wood, a triangle lamp, unseen pairs of objects); --latents
-checks both against the training captions. Every number stands beside the same metric on real clips, on real clips
-through the autoencoders (the best a generator can do with them) and on audio-shuffled real clips (audio of another
-clip of the same family: right kind of sound, wrong timing). Attribute detectors (avgen.metrics.attributes) read pixels
-and samples only; ground truth comes from the captions' attributes. --scripts N: script control (avgen.metrics.script)
-on N held-out dialogue/scripted clips, the model given each clip's script vs the same lines as one untimed prompt.
+Held out: avworld scenes from seed 777 (--world-seed; training used seed 0) and hand-written captions with attribute
+combinations the avworld never makes (a triangle that knocks like wood, a triangle lamp, unseen pairs of objects);
+--latents checks both against the training captions. Every number stands beside the same metric on real clips, on
+real clips through the autoencoders (the best a generator can do with them) and on audio-shuffled real clips (audio of
+another clip of the same family: right kind of sound, wrong timing). Attribute detectors (avgen.metrics.attributes)
+read pixels and samples only; ground truth comes from the captions' attributes. --scripts N: script control
+(avgen.metrics.script) on N held-out dialogue/scripted clips, the model given each clip's script vs the same lines as
+one untimed prompt.
 """
 
 from __future__ import annotations
@@ -180,12 +181,13 @@ def training_overlap(latents: str | None, captions: list[str]) -> dict:
     }
 
 
-def held_out(pipe: AVGenPipeline, families: list[str] | None = None) -> AVWorld:
-    return AVWorld(HELD_OUT_SEED, fps=pipe.fps, size=pipe.size, sample_rate=pipe.sample_rate, families=families)
+def held_out(pipe: AVGenPipeline, args: argparse.Namespace, families: list[str] | None = None) -> AVWorld:
+    """The held-out scenes: avworld of --world-seed (777 unless a selection asks for other scenes)."""
+    return AVWorld(args.world_seed, fps=pipe.fps, size=pipe.size, sample_rate=pipe.sample_rate, families=families)
 
 
 def text_to_av(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict, list[AVClip]]:
-    world, aes = held_out(pipe), (pipe.video_ae, pipe.audio_ae)
+    world, aes = held_out(pipe, args), (pipe.video_ae, pipe.audio_ae)
     reals = [world[i] for i in range(args.count)]
     truths = [attributes_from_meta(c.meta) for c in reals]
     fams = [c.meta["family"] for c in reals]
@@ -241,7 +243,7 @@ def audio_to_video(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict,
     from avgen.metrics.attributes import detect_voice
 
     prompt = lambda a: f"{SPEAKER[detect_voice(a, pipe.sample_rate) or 'low'][0]} talks"  # voice heard, no words
-    talks = held_out(pipe, ["talk"])
+    talks = held_out(pipe, args, ["talk"])
     reals = [talks[i] for i in range(args.task_count)]
     recorded, note = speech_windows(args.task_count, pipe.sample_rate)
     out, shown = {"recorded speech source": note}, []
@@ -266,7 +268,7 @@ def audio_to_video(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict,
 
 
 def video_to_audio(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict, list[AVClip]]:
-    bounces, aes = held_out(pipe, ["bounce"]), (pipe.video_ae, pipe.audio_ae)
+    bounces, aes = held_out(pipe, args, ["bounce"]), (pipe.video_ae, pipe.audio_ae)
     reals = [bounces[i] for i in range(args.task_count)]
     prompts = [c.caption if args.v2a_prompt == "caption" else "" for c in reals]
     gens = [pipe(p, task="v2a", video=c.video, seed=args.seed + i, **args.sampler)
@@ -296,7 +298,7 @@ def cross_modal(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict, li
 
     clips = []
     for family in FAMILIES:
-        world = held_out(pipe, [family])
+        world = held_out(pipe, args, [family])
         clips += [world[i] for i in range(args.probe_clips)]
     layout = pipe.layout(pipe.duration)
     with torch.no_grad():
@@ -310,7 +312,7 @@ def scripts(pipe: AVGenPipeline, args: argparse.Namespace) -> tuple[dict, list[A
     from avgen.evaluation import script_rows
     from avgen.script import Script
 
-    world = AVWorld(HELD_OUT_SEED, duration=pipe.duration, fps=pipe.fps, size=pipe.size,
+    world = AVWorld(args.world_seed, duration=pipe.duration, fps=pipe.fps, size=pipe.size,
                     sample_rate=pipe.sample_rate, families=TIMED_FAMILIES)  # fmt: skip
     reals = [world[i] for i in range(args.scripts)]
     lines = [Script.coerce(c.meta["script"]) for c in reals]
@@ -333,7 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe-clips", type=int, default=16, help="held-out clips per family for the dependence probe")
     ap.add_argument("--scripts", type=int, default=20, help="held-out dialogue/scripted clips for script control "
                     "(0 skips)")  # fmt: skip
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="sampling seed (clip i uses seed + i)")
+    ap.add_argument("--world-seed", type=int, default=HELD_OUT_SEED, help="avworld seed of the held-out scenes "
+                    "(a selection uses another, e.g. 778: the reported scenes are not the picked-on ones)")  # fmt: skip
     ap.add_argument("--v2a-prompt", choices=("caption", "empty"), default="caption")
     ap.add_argument("--latents", default=None, help="training latent shards, to check held-out-ness")
     ap.add_argument("--device", default="cpu")
@@ -351,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out, start = Path(args.out), time.time()
     out.mkdir(parents=True, exist_ok=True)
-    res = {"overlap": training_overlap(args.latents, [held_out(pipe)[i].caption for i in range(args.count)])}
+    res = {"overlap": training_overlap(args.latents, [held_out(pipe, args)[i].caption for i in range(args.count)])}
     timing, shown = {}, []
     sections = (("dependence", cross_modal), ("t2av", text_to_av), ("a2v", audio_to_video), ("v2a", video_to_audio))
     sections += (("scripts", scripts),) if args.scripts > 0 else ()
@@ -366,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     res["config"] = {
         **vars(args),
         **paths,
-        "held_out_seed": HELD_OUT_SEED,
+        "held_out_seed": args.world_seed,
         "model_hash": pipe.model_hash,
         "steps": args.steps or pipe.sampler.steps,
         "cfg_sync": pipe.settings(**args.sampler).cfg_sync,
