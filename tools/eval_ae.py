@@ -2,7 +2,7 @@
 """Reconstruction report for a video AE and an audio AE: held-out avworld clips and, optionally, real media.
 
     python tools/eval_ae.py --video-ae assets/default/video_ae --audio-ae assets/default/audio_ae --count 64 \
-        --out assets/default/ae_eval.md --png assets/default/ae_eval.png [--folder /videos]
+        --out outputs/ae_eval.md --png outputs/ae_eval.png [--folder /videos]
 
 Held-out avworld clips use seed 1_000_003, never used in training (seed 0). Video: PSNR on uint8 frames (per clip,
 averaged), SSIM, per-object colour error and contrast kept (from the world's object masks), the attributes the
