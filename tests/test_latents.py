@@ -195,3 +195,16 @@ def test_a_cut_or_mismatched_shard_is_refused_naming_it(tmp_path):
     write_shard(cut, torch.zeros(1, 4, 2, 3, 2), torch.zeros(1, 4, 10), ["x"], [{}], hashes, {"source": "folder"})
     with pytest.raises(InputError, match=r"shard_00001.safetensors: video latents of shape \(4, 2, 3, 2\)"):
         LatentShards(tmp_path, hashes=hashes)
+
+
+def test_a_meta_field_parses_each_shard_header_once(tmp_path, monkeypatch):
+    from avgen.data import latents
+
+    *_, metas, hashes = _written(tmp_path, sizes=(1, 2, 1, 1, 2, 1))  # more shards than _Metas keeps parsed (4)
+    calls, parse = [], latents._Metas._parse
+    monkeypatch.setattr(latents._Metas, "_parse", lambda self, k: calls.append(k) or parse(self, k))
+    shards = LatentShards(tmp_path, hashes=hashes)
+    field, order = latents._MetaField(shards.metas, "shard"), list(range(8)) * 3  # cycles through all 6 shards
+    assert [field[i] for i in order] == [metas[i]["shard"] for i in order]
+    assert sorted(calls) == list(range(6))  # once each: cycling through 6 headers with 4 kept would parse 18 times
+    assert [shards.scripts[i] for i in range(8)] == [None] * 8  # what LatentBatcher reads: no clip here has one

@@ -269,14 +269,15 @@ def aes():
 
 
 def fake_shards(layout, n: int = 6):
-    """What LatentBatcher reads from LatentShards: latents, captions, metas (the odd ones with a script)."""
+    """What LatentBatcher reads from LatentShards: latents, captions, metas and scripts (the odd clips have one)."""
     g = torch.Generator().manual_seed(0)
     script = [{"start": None, "end": None, "speaker": None, "text": "a kitchen"},
               {"start": 0.1, "end": 0.3, "speaker": "left", "text": "says 'apple'"}]  # fmt: skip
+    metas = [{"script": script} if i % 2 else {"family": "talk"} for i in range(n)]
     return SimpleNamespace(video=[torch.randn(*layout.video_latent, generator=g) for _ in range(n)],
                            audio=[torch.randn(*layout.audio_latent, generator=g) for _ in range(n)],
-                           captions=[f"clip {i}" for i in range(n)],
-                           metas=[{"script": script} if i % 2 else {"family": "talk"} for i in range(n)])  # fmt: skip
+                           captions=[f"clip {i}" for i in range(n)], metas=metas,
+                           scripts=[m.get("script") for m in metas])  # fmt: skip
 
 
 def test_batcher_reads_scripts_with_script_prob_and_training_takes_their_spans(aes, tmp_path):

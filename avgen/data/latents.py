@@ -215,6 +215,23 @@ class _Metas(Sequence):
         self.__init__(state["paths"], state["rows"])
 
 
+class _MetaField(Sequence):
+    """One key of every clip's meta (None where absent): each shard's header parsed once for it and only the values
+    kept, so a small field read at every step (a clip's script) does not re-parse whole headers."""
+
+    def __init__(self, metas: _Metas, key: str) -> None:
+        self.metas, self.key, self._columns = metas, key, {}
+
+    def __len__(self) -> int:
+        return len(self.metas)
+
+    def __getitem__(self, i: int):
+        k, r = self.metas.rows.locate(i)
+        if k not in self._columns:
+            self._columns[k] = [m.get(self.key) for m in self.metas._shard(k)]
+        return self._columns[k][r]
+
+
 def _open_shard(f: Path, want: dict[str, str]) -> tuple[dict[str, str], dict[str, TensorSpan]]:
     """One shard's header, checked: the format, the AEs that made it, the world version, the two latents."""
     meta, spans = read_header(f)
@@ -242,7 +259,8 @@ class LatentShards(Dataset):
 
     Pass the autoencoders (or their hashes) that training will use: shards made by other weights are refused.
     .video and .audio are LatentColumns (.shape of the whole cache, [i] reads clip i from its file); .captions is a
-    list; .metas parses a shard's metas when first asked for. Safe to use from forked or spawned DataLoader workers.
+    list; .metas parses a shard's metas when first asked for; .scripts is each clip's meta["script"] (or None), kept.
+    Safe to use from forked or spawned DataLoader workers.
     """
 
     def __init__(self, directory: str | Path, video_ae=None, audio_ae=None, hashes: dict[str, str] | None = None):
@@ -275,6 +293,7 @@ class LatentShards(Dataset):
         self.video = LatentColumn(self._files, rows, spans["video"])
         self.audio = LatentColumn(self._files, rows, spans["audio"])
         self.metas = _Metas(files, rows)
+        self.scripts = _MetaField(self.metas, "script")  # meta["script"] or None: what LatentBatcher reads each step
 
     def __len__(self) -> int:
         return len(self.video)

@@ -66,9 +66,13 @@ class LatentBatcher:
         zv = torch.stack([self.shards.video[i] for i in indices])  # (b, c, t, h, w)
         za = torch.stack([self.shards.audio[i] for i in indices])  # (b, c, n)
         captions = [self.shards.captions[i] for i in indices]
-        # a clip's meta is read (JSON from its shard's header) only when the draw says it is read as its script
-        metas = [self.shards.metas[i] if uses_script(self.script_prob, seed, step, i) else {} for i in indices]
+        # a clip's script is looked up only when the draw says it is read as its script
+        metas = [self._script_meta(i) if uses_script(self.script_prob, seed, step, i) else {} for i in indices]
         return self._tokens(zv, za, self.texts(captions, metas, indices, step, seed))
+
+    def _script_meta(self, index: int) -> dict:
+        script = self.shards.scripts[index]
+        return {} if script is None else {"script": script}
 
     def texts(self, captions: list[str], metas: list[dict], indices: list[int], step: int,
               seed: int) -> list[str | Script]:  # fmt: skip
