@@ -48,6 +48,20 @@ def uses_script(prob: float, seed: int, step: int, index: int) -> bool:
     return prob > 0 and float(np.random.default_rng([seed, step, index, 19]).random()) < prob
 
 
+def texts(captions: list[str], scripts: list, indices: list[int]) -> list[str | Script]:
+    """Each clip's caption, or its script where the draw (uses_script) gave it one (meta["script"]; None: none)."""
+    out: list[str | Script] = []
+    for caption, script, index in zip(captions, scripts, indices, strict=True):
+        if script is None:
+            out.append(caption)
+            continue
+        try:
+            out.append(Script.coerce(script))
+        except InputError as e:
+            raise InputError(f"dataset item {index}: meta['script'] is not a script: {e}") from None
+    return out
+
+
 class LatentBatcher:
     """Cached raw latents -> normalised tokens and text states for one step. script_prob: the probability that a
     clip with a script in its meta is read as that script instead of its caption (module docstring)."""
@@ -67,26 +81,8 @@ class LatentBatcher:
         za = torch.stack([self.shards.audio[i] for i in indices])  # (b, c, n)
         captions = [self.shards.captions[i] for i in indices]
         # a clip's script is looked up only when the draw says it is read as its script
-        metas = [self._script_meta(i) if uses_script(self.script_prob, seed, step, i) else {} for i in indices]
-        return self._tokens(zv, za, self.texts(captions, metas, indices, step, seed))
-
-    def _script_meta(self, index: int) -> dict:
-        script = self.shards.scripts[index]
-        return {} if script is None else {"script": script}
-
-    def texts(self, captions: list[str], metas: list[dict], indices: list[int], step: int,
-              seed: int) -> list[str | Script]:  # fmt: skip
-        """Each clip's caption, or its script (meta["script"]) with probability script_prob."""
-        out: list[str | Script] = []
-        for caption, meta, index in zip(captions, metas, indices, strict=True):
-            if "script" in meta and uses_script(self.script_prob, seed, step, index):
-                try:
-                    out.append(Script.coerce(meta["script"]))
-                except InputError as e:
-                    raise InputError(f"dataset item {index}: meta['script'] is not a script: {e}") from None
-            else:
-                out.append(caption)
-        return out
+        scripts = [self.shards.scripts[i] if uses_script(self.script_prob, seed, step, i) else None for i in indices]
+        return self._tokens(zv, za, texts(captions, scripts, indices))
 
     def on_cpu(self) -> LatentBatcher:
         """A copy for data-loader workers, which cannot use CUDA: the same tokens, left on the CPU (the trainer moves
@@ -124,4 +120,6 @@ class ClipBatcher(LatentBatcher):
         frames, samples = self.layout.media_lengths(self.video_ae.geometry, self.audio_ae.geometry)
         zv = self.video_ae.encode(batch["video"][:, :, :frames].to(dev)).cpu()  # (b, c, t, h, w)
         za = self.audio_ae.encode(batch["audio"][..., :samples].to(dev)).cpu()  # (b, c, n): whole audio tokens
-        return self._tokens(zv, za, self.texts(batch["captions"], batch["meta"], indices, step, seed))
+        scripts = [meta.get("script") if uses_script(self.script_prob, seed, step, i) else None
+                   for meta, i in zip(batch["meta"], indices, strict=True)]  # fmt: skip
+        return self._tokens(zv, za, texts(batch["captions"], scripts, indices))
