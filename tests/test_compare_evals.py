@@ -40,3 +40,22 @@ def test_ratios_and_capped_score(tmp_path):
     assert "| t2av AV-Align ratio | 0.5 | 1 |" in text and "Seeds: a 778, b 778" in text
     with pytest.raises(SystemExit, match="does not exist"):
         main([f"c={tmp_path / 'nope.json'}"])
+
+
+def test_within_marks_only_changes_worse_than_the_fraction_in_each_metrics_direction(tmp_path):
+    old, new = fake_eval(0.6, 0.5), fake_eval(0.8, 0.46)  # AV-Align ratio 0.5 -> 1 (better); onsets -8 % (worse)
+    new["t2av"]["fd"]["generated"]["FD video (AE features)"] = 1.04  # FD +4 %: worse, but within 5 %
+    new["t2av"]["sync"]["generated"]["median |A/V offset| (ms)"] = 40.0  # lower offset: better
+    new["scripts"] = {"columns": {"scripted": {"events on time (all)": 0.75}}}
+    for name, res in (("old", old), ("new", new)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(res))
+    out = tmp_path / "cmp.md"
+    assert main([f"old={tmp_path / 'old.json'}", f"new={tmp_path / 'new.json'}", "--within", "0.05", "--out",
+                 str(out)]) == 0  # fmt: skip
+    text = out.read_text()
+    assert "| t2av AV-Align ratio | 0.5 | 1 (+100%) |" in text
+    assert "| V2A onsets within a frame of a contact | 0.5 | 0.46 (-8% ✗) |" in text
+    assert "| FD video / audio | 1 / 2 | 1.04 (-4%) / 2 (+0%) |" in text
+    assert "| t2av median A/V offset, absolute (ms) | 50 | 40 (+20%) |" in text
+    assert "| script: events on time (all) | nan | 0.75 |" in text
+    assert "worse by more than 5% on 1: V2A onsets within a frame of a contact." in text

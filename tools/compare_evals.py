@@ -8,6 +8,12 @@ Ratios are (generated - shuffled) / (real - shuffled): 1 is as good as real clip
 The `score` row is what checkpoint selection ranks by: the mean of the capped ratios and shares that the default
 model's targets name (t2av AV-Align and mouth_sync ratios, V2A onsets at a contact and contacts with an onset,
 attribute accuracy held-out and novel, A2V mouth_sync ratio), each capped at 1 so one cannot buy another.
+Evaluations with a scripts section add its `scripted` column's figures (script control; not in the score).
+
+--within 0.05: the check a model that replaces another must pass (issue 19: a fine-tune ships as the default only if
+every metric stays within 5 % of the model it replaces): each other column's relative change against the first, per
+headline metric, in the direction that is worse for that metric (lower ratios, shares and score; higher offsets,
+WER and FD), marked when it is worse by more than the fraction; improvements always pass.
 """
 
 from __future__ import annotations
@@ -55,25 +61,76 @@ def headline(res: dict) -> dict[str, float]:
     return out
 
 
+LOWER_IS_BETTER = ("offset", "low-confidence", "WER", "FD")
+SCRIPT_ROWS = ("speech energy in its span", "speaker's mouth moves (dialogue)", "mouth moves within its own lines",
+               "mouth_sync in span ÷ real", "per-line WER ÷ real", "events on time (all)")  # fmt: skip
+
+
+def script_figures(res: dict) -> dict[str, float]:
+    """The scripts section's `scripted` figures (script control), NaN where the evaluation ran none."""
+    col = res.get("scripts", {}).get("columns", {}).get("scripted", {})
+    return {f"script: {k}": col.get(k, float("nan")) for k in SCRIPT_ROWS}
+
+
+def worse_by(new: float, old: float, key: str) -> float:
+    """How much worse `new` is than `old`, relative to |old| (negative: better), for metric `key`."""
+    sign = 1.0 if any(w in key for w in LOWER_IS_BETTER) else -1.0
+    return sign * (new - old) / max(abs(old), 1e-9)
+
+
+def _checked(v, ref, key: str, within: float) -> str:
+    if isinstance(v, tuple):
+        return " / ".join(_checked(x, r, key, within) for x, r in zip(v, ref, strict=True))
+    worse = worse_by(v, ref, key)
+    return f"{_cell(v)} ({0.0 - worse:+.0%}{' ✗' if worse > within else ''})"
+
+
 def _cell(v) -> str:
     if isinstance(v, tuple):
         return " / ".join(_cell(x) for x in v)
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
-def table(named: list[tuple[str, dict]]) -> str:
+def table(named: list[tuple[str, dict]], within: float | None = None) -> str:
+    """The markdown table; with `within`, each column after the first carries its change against the first, and
+    a closing line counts the headline metrics worse by more than that fraction."""
     rows = [(name, headline(res)) for name, res in named]
     keys = list(rows[0][1])
+    ref = rows[0][1]
+
+    def cells(h: dict, k: str, first: bool) -> str:
+        return _cell(h[k]) if within is None or first else _checked(h[k], ref[k], k, within)
+
     lines = ["| metric | " + " | ".join(n for n, _ in rows) + " |", "|---|" + "---|" * len(rows)]
-    lines += [f"| {k} | " + " | ".join(_cell(h[k]) for _, h in rows) + " |" for k in keys]
+    lines += [f"| {k} | " + " | ".join(cells(h, k, i == 0) for i, (_, h) in enumerate(rows)) + " |" for k in keys]
+    if any("scripts" in res for _, res in named):
+        scripts = [script_figures(res) for _, res in named]
+        lines += [f"| {k} | " + " | ".join(_cell(f[k]) for f in scripts) + " |" for k in scripts[0]]
     seeds = {name: res.get("config", {}).get("seed") for name, res in named}
-    return "\n".join(lines) + f"\n\nSeeds: {', '.join(f'{n} {s}' for n, s in seeds.items())}.\n"
+    text = "\n".join(lines) + f"\n\nSeeds: {', '.join(f'{n} {s}' for n, s in seeds.items())}.\n"
+    if within is not None:
+        for name, h in rows[1:]:
+            bad = [k for k in keys if max(_flat(worse_by(*p, k) for p in _pairs(h[k], ref[k]))) > within]
+            verdict = f"worse by more than {within:.0%} on {len(bad)}: {'; '.join(bad)}" if bad else "none worse"
+            kept = f"{len(keys) - len(bad)} of {len(keys)} within {within:.0%}"
+            text += f"{name} against {rows[0][0]}: {kept}; {verdict}.\n"
+    return text
+
+
+def _pairs(v, ref) -> list[tuple[float, float]]:
+    return list(zip(v, ref, strict=True)) if isinstance(v, tuple) else [(v, ref)]
+
+
+def _flat(values) -> list[float]:
+    return [v for v in values if v == v] or [0.0]  # NaN (a section not run) counts as no change
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("evals", nargs="+", help="NAME=path/to/eval.json")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--within", type=float, default=None, help="mark changes against the first worse than this "
+                    "fraction (e.g. 0.05)")  # fmt: skip
     args = ap.parse_args(argv)
     named = []
     for item in args.evals:
@@ -82,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         if not p.is_file():
             raise SystemExit(f"{p} does not exist: give NAME=path/to/eval.json (written by tools/evaluate.py)")
         named.append((name or p.parent.name, json.loads(p.read_text())))
-    text = table(named)
+    text = table(named, args.within)
     print(text)
     if args.out:
         args.out.write_text(text)
