@@ -146,12 +146,15 @@ def test_cli_trains_and_exports(setup, tmp_path):
     # tools/export_checkpoint.py: the newest checkpoint's EMA is what the run exported; --raw is the other set
     from safetensors.torch import load_file
 
+    from avgen.autoencoders.reference import resolve_reference
     from avgen.cli.train import _init_from
     from tools.export_checkpoint import main as export_checkpoint
 
     exported = load_file(str(tmp_path / "run" / "export" / "dit" / "model.safetensors"))
-    for name, raw in (("ema", []), ("raw", ["--raw"])):
+    for name, raw in (("ema", []), ("raw", ["--raw"]), ("ref", ["--reference", "video,audio"])):
         assert export_checkpoint([str(tmp_path / "run"), "--out", str(tmp_path / name), *raw]) == 0
+    assert {p.name for p in (tmp_path / "ref" / "audio_ae").iterdir()} == {"reference.json"}  # not a copy
+    assert (resolve_reference(tmp_path / "ref" / "video_ae")[0] / "model.safetensors").is_file()
     ema, raw = (load_file(str(tmp_path / n / "dit" / "model.safetensors")) for n in ("ema", "raw"))
     assert all(torch.equal(ema[k], exported[k]) for k in exported)
     assert any(not torch.equal(raw[k], exported[k]) for k in exported)

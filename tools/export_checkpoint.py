@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Export a DiT training checkpoint (its EMA weights by default) as a model directory AVGenPipeline loads.
 
-python tools/export_checkpoint.py /work/runs/dit_default --out assets/default --half
+python tools/export_checkpoint.py runs/dit_default --out assets/default --half
     # the newest checkpoint of the run; the run's .hydra/config.yaml says which AEs, clip format and sampler
+python tools/export_checkpoint.py runs/dit_scripts --out assets/scripts --half --reference video,audio
+    # the AEs as references (reference.json) to the directories the run loaded them from, instead of copies
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", default=None, help="a step_XXXXXXXX.pt (default: the newest)")
     ap.add_argument("--raw", action="store_true", help="export the raw weights instead of the EMA")
     ap.add_argument("--half", action="store_true", help="store the DiT in fp16 (loads back as fp32)")
+    ap.add_argument("--reference", default="", help="video,audio (or one of them): write a reference.json to the "
+                    "directory the run's AE loads from instead of a copy (avgen.autoencoders.reference)")  # fmt: skip
     args = ap.parse_args(argv)
     run = Path(args.run)
     cfg_path = run / ".hydra" / "config.yaml"
@@ -46,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     model.load_state_dict(state["model"] if args.raw else state["ema"]["model"])
     extra = model_config(OmegaConf.to_container(cfg, resolve=True), fmt)
     extra["checkpoint"] = {"file": ckpt.name, "step": int(state["step"])}
-    export_model(model, args.out, extra, video_ae, audio_ae, half=args.half)
+    parts = [p for p in args.reference.split(",") if p]
+    export_model(model, args.out, extra, video_ae, audio_ae, half=args.half, reference=parts)
     print(f"exported step {int(state['step'])} ({'raw' if args.raw else 'EMA'} weights) of {run} to {args.out}")
     return 0
 
