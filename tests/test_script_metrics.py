@@ -176,3 +176,13 @@ def test_timed_clips_state_no_attributes_and_do_not_break_the_ae_report():
     assert [attributes_from_meta(c.meta) for c in clips[1:]] == [{}, {}]
     report = audio_report(clips, [c.audio for c in clips], 1 / FPS)
     assert report["pitch kept"] == 1.0  # the blink clip's beep; the timed clips are left out of the attributes
+
+
+def test_dialogue_mouths_own_frames_are_the_frame_differences_inside_the_sides_lines():
+    from avgen.script import Script
+    from tools.dialogue_mouths import own_frames
+
+    script = Script.parse("a room\n0.25-0.5 left: says 'red'\n1.0 right: a knock")  # a point line spans 0.25 s
+    assert np.flatnonzero(own_frames(script, "left", 31, 16.0)).tolist() == [3, 4, 5, 6, 7]  # (k + 1) / 16 in span
+    assert np.flatnonzero(own_frames(script, "right", 31, 16.0)).tolist() == [15, 16, 17, 18, 19]
+    assert not own_frames(script, "nobody", 31, 16.0).any()
