@@ -20,3 +20,17 @@ def test_inputs_are_recorded_speech_and_a_silent_bounce(tmp_path):
     assert v.video.shape == (32, 64, 64, 3) and v.audio.abs().max() < 1e-3
     assert v.video.float().std() > 10  # a scene, not a blank frame
     assert not torch.equal(v.video[0], v.video[-1])  # the objects move
+
+
+def test_titles_show_a_scripts_timed_lines_and_the_model_else_the_prompt():
+    import json
+
+    from avgen.script import Script
+    from tools.make_output_figure import title
+
+    script = Script.parse("a room\n1.6 a knock\n0.2-0.5 left: says 'red'")
+    meta = {"task": "t2av", "prompt": script.prompt(), "seed": "3", "model_hash": "ebb721fb8855a840",
+            "script": json.dumps(script.to_list())}  # fmt: skip
+    assert title(meta) == "[t2av] model ebb721fb, script: 0.2-0.5 left: says 'red' | 1.6 a knock  (seed 3)"
+    plain = {**meta, "script": json.dumps(Script.from_prompt("a room").to_list())}
+    assert title(plain) == f"[t2av] {script.prompt()}  (seed 3)" and title({}) == "[?] (no prompt)  (seed ?)"

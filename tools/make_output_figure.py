@@ -12,6 +12,7 @@ removed.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -22,6 +23,7 @@ if str(Path(__file__).resolve().parent.parent) not in sys.path:  # run as `pytho
 
 from avgen.data import AVWorld  # noqa: E402
 from avgen.media import AVClip, read_clip, read_metadata  # noqa: E402
+from avgen.script import Script  # noqa: E402
 from avgen.viz import clip_figure  # noqa: E402
 from tools.evaluate import HELD_OUT_SEED, speech_windows  # noqa: E402
 
@@ -36,6 +38,15 @@ def write_inputs(out: Path, sample_rate: int = 16000, fps: int = 16, size: int =
     silent = AVClip(bounce.video, torch.zeros_like(bounce.audio), fps, sample_rate, bounce.caption)
     print(f"silent.mp4: {bounce.caption!r}")
     return [speech.save(out / "speech.wav"), silent.save(out / "silent.mp4")]
+
+
+def title(meta: dict[str, str]) -> str:
+    """[task] the prompt (seed s); a clip made from a timed script: its timed lines instead, and the model's hash."""
+    head = f"[{meta.get('task', '?')}]"
+    if "script" in meta and (script := Script.coerce(json.loads(meta["script"]))).timed:
+        lines = " | ".join(str(line) for line in script.in_time_order() if line.timed)
+        return f"{head} model {meta.get('model_hash', '?')[:8]}, script: {lines}  (seed {meta.get('seed', '?')})"
+    return f"{head} {meta.get('prompt') or '(no prompt)'}  (seed {meta.get('seed', '?')})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,10 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     clips, titles = [], []
     for path in args.mp4s:
         clips.append(read_clip(path))
-        meta = read_metadata(path)
-        titles.append(
-            f"[{meta.get('task', '?')}] {meta.get('prompt') or '(no prompt)'}  (seed {meta.get('seed', '?')})"
-        )
+        titles.append(title(read_metadata(path)))
     print(clip_figure(clips, args.out, frames=10, titles=titles))
     return 0
 
