@@ -158,3 +158,12 @@ def test_tools_scripts_run_as_the_readme_calls_them(script, tmp_path):
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr[-500:]
     assert "usage:" in done.stdout
+
+
+def test_the_timeline_model_loads_the_default_models_autoencoders_through_its_references():
+    from avgen.autoencoders import load, weights_hash
+
+    for part in ("video_ae", "audio_ae"):
+        assert [p.name for p in (ROOT / "assets" / "scripts" / part).iterdir()] == ["reference.json"]
+        referenced, default = load(ROOT / "assets" / "scripts" / part), load(ROOT / "assets" / "default" / part)
+        assert weights_hash(referenced) == weights_hash(default)  # load() also checked it against reference.json
