@@ -13,7 +13,8 @@ Evaluations with a scripts section add its `scripted` column's figures (script c
 --within 0.05: the check a model that replaces another must pass (issue 19: a fine-tune ships as the default only if
 every metric stays within 5 % of the model it replaces): each other column's relative change against the first, per
 headline metric, in the direction that is worse for that metric (lower ratios, shares and score; higher offsets,
-WER and FD), marked when it is worse by more than the fraction; improvements always pass.
+WER and FD), shown signed so that + is better and − worse, marked ✗ when worse by more than the fraction;
+improvements always pass.
 """
 
 from __future__ import annotations
