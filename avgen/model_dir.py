@@ -57,6 +57,7 @@ def export_model(
     from avgen.autoencoders.reference import check_parts, export_autoencoder
     from avgen.model_card import write_model_card
 
+    parts = check_parts(reference)  # before anything is written: a bad part name leaves no half-made directory
     d = Path(directory)
     (d / "dit").mkdir(parents=True, exist_ok=True)
     dtype = torch.float16 if half else torch.float32
@@ -66,6 +67,6 @@ def export_model(
     with atomic_path(d / "dit" / "config.json") as tmp:
         tmp.write_text(json.dumps({"dit": dit.config, **config}, indent=2) + "\n")
     for part, ae in (("video", video_ae), ("audio", audio_ae)):  # each file replaced atomically
-        export_autoencoder(ae, d / f"{part}_ae", reference=part in check_parts(reference), root=root)
+        export_autoencoder(ae, d / f"{part}_ae", reference=part in parts, root=root)
     write_model_card(d, dit, config, video_ae, audio_ae)  # README.md: the Hugging Face model card
     return d

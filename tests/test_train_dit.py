@@ -155,6 +155,8 @@ def test_cli_trains_and_exports(setup, tmp_path):
         assert export_checkpoint([str(tmp_path / "run"), "--out", str(tmp_path / name), *raw]) == 0
     assert {p.name for p in (tmp_path / "ref" / "audio_ae").iterdir()} == {"reference.json"}  # not a copy
     assert (resolve_reference(tmp_path / "ref" / "video_ae")[0] / "model.safetensors").is_file()
+    assert export_checkpoint([str(tmp_path / "run"), "--out", str(tmp_path / "bad"), "--reference", "vidoe"]) == 2
+    assert not (tmp_path / "bad").exists()  # refused before anything was written
     ema, raw = (load_file(str(tmp_path / n / "dit" / "model.safetensors")) for n in ("ema", "raw"))
     assert all(torch.equal(ema[k], exported[k]) for k in exported)
     assert any(not torch.equal(raw[k], exported[k]) for k in exported)

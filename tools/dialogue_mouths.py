@@ -12,6 +12,7 @@ near 1 in the a2v row means it does not move them even when the speech is given.
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 import torch
@@ -40,7 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count", type=int, default=10)
     ap.add_argument("--seed", type=int, default=778, help="avworld seed of the scenes; clip i is sampled with seed + i")
     args = ap.parse_args(argv)
-    pipe = AVGenPipeline.from_pretrained(args.model)
+    if args.count < 1:
+        ap.error("--count must be at least 1")
+    try:
+        pipe = AVGenPipeline.from_pretrained(args.model)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     world = AVWorld(args.seed, duration=pipe.duration, fps=pipe.fps, size=pipe.size, sample_rate=pipe.sample_rate,
                     families=["dialogue"])  # fmt: skip
     sums = {k: ([], []) for k in ("real", "through the AEs", "t2av (script)", "a2v (real audio)")}

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from avgen.autoencoders.reference import check_parts
 from avgen.cli.common import load_autoencoder
+from avgen.errors import InputError
 from avgen.model_dir import export_model, model_config
 from avgen.models.dit import build_dit
 from avgen.tokens import ClipFormat
@@ -37,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = Path(args.checkpoint) if args.checkpoint else latest_checkpoint(run / "checkpoints")
     if not cfg_path.is_file() or ckpt is None:
         print(f"error: {run} has no .hydra/config.yaml or no checkpoints/step_*.pt", file=sys.stderr)
+        return 2
+    try:
+        check_parts([p for p in args.reference.split(",") if p])
+    except InputError as e:
+        print(f"error: --reference {args.reference}: {e}", file=sys.stderr)
         return 2
     cfg = OmegaConf.load(cfg_path)
     video_ae, audio_ae = load_autoencoder(cfg.video_ae, "video_ae"), load_autoencoder(cfg.audio_ae, "audio_ae")
